@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Training speed: cached backbone features + head epochs versus end-to-end epochs through the frozen backbone.
+
+For N images and a backbone it measures the feature pass (once per image), one head epoch on cached features, and
+one real end-to-end epoch (uint8 images through the frozen backbone and the head, as a classic script trains), and
+prints both per-epoch costs, their ratio, and the projected time for the requested epochs.
+
+    python benchmarks/train_speed.py --backbone efficientnet_lite0 --images 256
+    python benchmarks/train_speed.py --backbone resnet50 --random-weights --images 256
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbone", default="efficientnet_lite0", choices=("resnet50", "efficientnet_lite0"))
+    p.add_argument("--random-weights", action="store_true", help="random backbone weights (no download)")
+    p.add_argument("--data", help="arrays file from loader.py (default: random images)")
+    p.add_argument("--images", type=int, default=256, help="images to time (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=100, help="epochs for the projection (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32)
+    args = p.parse_args()
+
+    from mask_detection._tf import keras, tf
+    from mask_detection.model import build_classifier, build_feature_extractor, build_head_layers, compile_model
+    from mask_detection.model import apply_layers
+
+    k, t = keras(), tf()
+    if args.data:
+        from mask_detection.dataset import load_arrays
+
+        arrays = load_arrays(args.data)
+        images = arrays["images"][: args.images]
+        total_images = len(arrays["labels"])
+    else:
+        images = np.random.default_rng(0).integers(0, 256, (args.images, 224, 224, 3), dtype=np.uint8)
+        total_images = None
+    n = len(images)
+    labels = np.eye(2, dtype=np.float32)[np.arange(n) % 2]
+
+    extractor = build_feature_extractor(args.backbone, None if args.random_weights else "imagenet")
+    spec = t.TensorSpec([None, 224, 224, 3], t.uint8)
+    call = t.function(lambda x: extractor(x, training=False), input_signature=[spec])
+    call(images[: args.batch_size])  # trace once
+    t0 = time.perf_counter()
+    feats = np.concatenate([call(images[i:i + args.batch_size]).numpy() for i in range(0, n, args.batch_size)])
+    feature_s = time.perf_counter() - t0
+
+    head_layers = build_head_layers(2)
+    inp = k.Input(shape=(feats.shape[1],))
+    head = k.Model(inp, apply_layers(inp, head_layers))
+    compile_model(head, 1e-3)
+    head.fit(feats, labels, epochs=1, batch_size=args.batch_size, verbose=0)  # warm-up
+    t0 = time.perf_counter()
+    head.fit(feats, labels, epochs=3, batch_size=args.batch_size, verbose=0)
+    head_epoch_s = (time.perf_counter() - t0) / 3
+
+    full = build_classifier(extractor, head_layers, 1e-3)
+    full.fit(images[: args.batch_size], labels[: args.batch_size], epochs=1, batch_size=args.batch_size, verbose=0)
+    t0 = time.perf_counter()
+    full.fit(images, labels, epochs=1, batch_size=args.batch_size, verbose=0)
+    e2e_epoch_s = time.perf_counter() - t0
+
+    per_image_ms = 1000 * feature_s / n
+    print(f"backbone {args.backbone} ({'random' if args.random_weights else 'ImageNet'} weights), {n} images, "
+          f"batch {args.batch_size}, {t.config.threading.get_intra_op_parallelism_threads() or 'all'} threads")
+    print(f"{'feature pass':<34}{feature_s:9.2f} s  ({per_image_ms:.1f} ms/image, once)")
+    print(f"{'head epoch on cached features':<34}{head_epoch_s:9.3f} s")
+    print(f"{'end-to-end epoch (frozen backbone)':<34}{e2e_epoch_s:9.2f} s")
+    print(f"{'ratio end-to-end / head epoch':<34}{e2e_epoch_s / head_epoch_s:9.0f} x")
+    cached_total = feature_s + args.epochs * head_epoch_s
+    e2e_total = args.epochs * e2e_epoch_s
+    print(f"{args.epochs} epochs on these {n} images: cached {cached_total:.0f} s, end-to-end {e2e_total:.0f} s")
+    if total_images:
+        # train_model.py also computes --augment-views views of the 70% training images.
+        views = 2
+        passes = total_images * (1 + 0.7 * views)
+        print(f"projected for all {total_images} images: feature pass with {views} augmented views "
+              f"{passes * per_image_ms / 60000:.1f} min (then head epochs of a few seconds each), "
+              f"end-to-end {args.epochs} epochs {e2e_total * total_images / n / 3600:.1f} h")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Image decoding and the one resize rule shared by the loader and detection.
+
+Files are decoded by content (Pillow sniffs the format), never by extension: the reference data has
+PNG and WebP files named ``.jpg``, RGBA and palette PNGs, grayscale and 16-bit pictures.
+"""
+
+import io
+import os
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import INPUT_SIZE
+from .errors import ImageDecodeError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+# Padding a very long, thin picture to a square before resizing can need gigabytes (20000 x 100 ->
+# 20000^2 x 3 bytes). Above this side the picture is first shrunk, aspect kept, to this side.
+_MAX_PAD_SIDE = 4096
+
+_TRANSPARENT_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def _decode_error(path_text, reason):
+    exc = ImageDecodeError(f"cannot decode {path_text}: {reason}")
+    exc.path = path_text
+    exc.reason = reason
+    return exc
+
+
+def _short_reason(exc):
+    text = str(exc).strip().splitlines()
+    text = text[-1] if text else ""
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
+
+
+def decode_image(source, max_side=None):
+    """Decode a path or bytes to an RGB uint8 HxWx3 array (EXIF orientation applied).
+
+    ``max_side`` is an optional hint: the caller only needs about that many pixels on the short side,
+    so large JPEGs are decoded at 1/2, 1/4 or 1/8 scale (never below ``max_side``), which is much
+    faster and smaller. Raises ImageDecodeError for anything that is not a readable picture.
+    """
+    from PIL import Image, ImageOps
+
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        path_text = "<bytes>"
+        data = bytes(source)
+        if not data:
+            raise _decode_error(path_text, "empty data")
+        opener = lambda: io.BytesIO(data)  # noqa: E731
+    else:
+        path_text = os.fspath(source)
+        path = Path(path_text)
+        try:
+            if not path.is_file():
+                raise _decode_error(path_text, "no such file" if not path.exists() else "not a file")
+            if path.stat().st_size == 0:
+                raise _decode_error(path_text, "empty file")
+        except OSError as exc:
+            raise _decode_error(path_text, _short_reason(exc)) from None
+        opener = lambda: open(path, "rb")  # noqa: E731
+
+    try:
+        with opener() as stream, warnings.catch_warnings():
+            # A DecompressionBombWarning (huge but allowed picture) is not worth a line per file.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(stream)
+            if max_side and img.format == "JPEG":
+                img.draft("RGB", (int(max_side), int(max_side)))
+            img.load()
+            try:
+                img = ImageOps.exif_transpose(img)
+            except Exception:  # a broken EXIF block should not lose a readable picture
+                pass
+            rgb = _to_rgb(img)
+    except ImageDecodeError:
+        raise
+    except (Image.UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        reason = "not a recognised image" if isinstance(exc, Image.UnidentifiedImageError) else _short_reason(exc)
+        raise _decode_error(path_text, reason) from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError, struct.error) as exc:
+        # Pillow's plugins raise a mix of these for truncated or malformed files.
+        raise _decode_error(path_text, _short_reason(exc)) from None
+    except MemoryError:
+        raise _decode_error(path_text, "out of memory while decoding") from None
+    if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise _decode_error(path_text, f"empty picture {rgb.shape}")
+    return rgb
+
+
+def _to_rgb(img):
+    """Any Pillow mode -> RGB uint8 array; transparency composited on white."""
+    from PIL import Image
+
+    mode = img.mode
+    if mode in _TRANSPARENT_MODES or "transparency" in img.info:
+        # Logos and cut-outs have transparent backgrounds whose hidden colour is arbitrary (often
+        # black); white is what a viewer shows.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"), dtype=np.uint8).copy()
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        # Pillow's own I;16 -> L conversion clips at 255 instead of scaling, turning most of a 16-bit
+        # picture white; scale by the value range instead.
+        values = np.asarray(img)
+        if values.dtype.kind == "f":
+            finite = values[np.isfinite(values)]
+            top = float(finite.max()) if finite.size else 0.0
+            scale = 255.0 if top <= 1.0 else (1.0 if top <= 255.0 else 255.0 / 65535.0)
+            gray = np.clip(np.nan_to_num(values) * scale, 0, 255)
+        elif mode.startswith("I;16") or int(values.max(initial=0)) > 255:
+            gray = np.clip(values.astype(np.float64) / 257.0, 0, 255)
+        else:
+            gray = np.clip(values, 0, 255)
+        gray = np.rint(gray).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+def to_model_input(rgb, size=INPUT_SIZE):
+    """THE resize rule: pad to a centred square by replicating the edge pixels, then resize.
+
+    Keeps the aspect ratio without black bars. cv2.INTER_AREA when shrinking (no aliasing),
+    cv2.INTER_LINEAR when enlarging. Returns a C-contiguous uint8 (size, size, 3) array.
+    """
+    import cv2
+
+    image = np.asarray(rgb)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    image = np.ascontiguousarray(image)
+    height, width = image.shape[:2]
+    side = max(height, width)
+    if side > _MAX_PAD_SIDE:
+        factor = _MAX_PAD_SIDE / side
+        image = cv2.resize(
+            image, (max(1, round(width * factor)), max(1, round(height * factor))), interpolation=cv2.INTER_AREA
+        )
+        height, width = image.shape[:2]
+        side = max(height, width)
+    top = (side - height) // 2
+    left = (side - width) // 2
+    if height != width:
+        image = cv2.copyMakeBorder(
+            image, top, side - height - top, left, side - width - left, cv2.BORDER_REPLICATE
+        )
+    if side == size:
+        return np.ascontiguousarray(image)
+    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interpolation)
+
+
+def list_images(folder):
+    """Picture files directly in ``folder`` by extension, sorted by name, hidden files skipped."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        reason = "no such folder" if not folder.exists() else "not a folder"
+        raise ImageDecodeError(f"cannot list images in {folder}: {reason}")
+    return sorted(
+        entry
+        for entry in folder.iterdir()
+        if not entry.name.startswith(".") and entry.suffix.lower() in IMAGE_EXTENSIONS and entry.is_file()
+    )

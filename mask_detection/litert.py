@@ -1,0 +1,138 @@
+"""LiteRT (TensorFlow Lite) backend: a ``.tflite`` classifier with the same interface as the Keras one.
+
+Imports ``ai_edge_litert`` only, never TensorFlow, so a user who runs an exported model starts in well under a
+second instead of the 4-6 s that ``import tensorflow`` costs.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import INPUT_SIZE
+from .errors import ModelError
+from .model import image_batch
+
+
+def default_threads():
+    """The number of cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _first_line(exc):
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
+class LiteRTClassifier:
+    """A ``.tflite`` classifier: uint8 RGB batch (N, S, S, 3) in, float32 probabilities (N, C) out.
+
+    Float, float16, dynamic-range and full-integer models are handled alike: quantised input and output tensors
+    are converted with their own scale and zero point.
+
+    A batch runs face by face through one batch-1 interpreter: measured on 2 cores (ResNet50, 3 and 8 faces),
+    a resized batch interpreter was no faster per face, and resizing costs about two inferences whenever the
+    number of faces changes, plus one tensor arena and packed-weight copy per cached size.
+    """
+
+    backend = "litert"
+
+    def __init__(self, path, metadata, threads=None):
+        self.path = Path(path)
+        self.metadata = metadata
+        self.class_names = list(metadata["class_names"])
+        self.input_size = int(metadata.get("input_size", INPUT_SIZE))
+        self.threads = default_threads() if threads is None else int(threads)
+        if self.threads < 1:
+            raise ModelError(f"threads must be at least 1, got {threads}")
+        if not self.path.is_file():
+            raise ModelError(f"model file {self.path} does not exist")
+        try:
+            self._content = self.path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"cannot read model {self.path}: {exc.strerror or exc}") from None
+        self._interpreter = self._load_interpreter()
+        inp, out = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+        if len(inp) != 1 or len(out) != 1:
+            raise ModelError(f"model {self.path} has {len(inp)} inputs and {len(out)} outputs; "
+                             "expected one image input and one probability output")
+        inp, out = inp[0], out[0]
+        shape = tuple(int(s) for s in inp["shape_signature"])
+        if len(shape) != 4 or shape[1:] != (self.input_size, self.input_size, 3):
+            raise ModelError(f"model {self.path} takes input of shape {shape}, expected "
+                             f"(N, {self.input_size}, {self.input_size}, 3) as its metadata says")
+        self._input_index, self._output_index = inp["index"], out["index"]
+        self.input_dtype = np.dtype(inp["dtype"])
+        self.output_dtype = np.dtype(out["dtype"])
+        try:
+            self._in_quant = _quantization(inp)
+            self._out_quant = _quantization(out)
+        except ValueError as exc:
+            raise ModelError(f"model {self.path}: {exc}") from None
+        if self.input_dtype.kind in "iu" and self._in_quant is None and self.input_dtype != np.uint8:
+            raise ModelError(f"model {self.path} takes unquantised {self.input_dtype} input; expected uint8, "
+                             "float or a quantised integer type")
+
+    def _load_interpreter(self):
+        from ai_edge_litert.interpreter import Interpreter
+
+        from ._tf import silence_stderr
+
+        try:
+            # LiteRT prints an INFO line about its XNNPACK delegate straight to fd 2; errors still raise.
+            with silence_stderr():
+                interpreter = Interpreter(model_content=self._content, num_threads=self.threads)
+                detail = interpreter.get_input_details()
+                if len(detail) == 1 and len(detail[0]["shape"]) == 4 and int(detail[0]["shape"][0]) != 1:
+                    interpreter.resize_tensor_input(detail[0]["index"], [1, *detail[0]["shape"][1:]], strict=True)
+                interpreter.allocate_tensors()
+        except (ValueError, RuntimeError, IndexError) as exc:
+            raise ModelError(f"cannot load model {self.path}: {_first_line(exc)}") from None
+        return interpreter
+
+    def _to_input(self, batch):
+        dtype = self.input_dtype
+        if dtype.kind == "f":
+            return batch.astype(dtype)
+        if self._in_quant is None:  # plain uint8 input: the model converts it itself
+            return batch
+        scale, zero_point = self._in_quant
+        info = np.iinfo(dtype)
+        q = np.round(batch.astype(np.float32) / scale + zero_point)
+        return np.clip(q, info.min, info.max).astype(dtype)
+
+    def _from_output(self, raw):
+        if self._out_quant is not None and raw.dtype.kind in "iu":
+            scale, zero_point = self._out_quant
+            return ((raw.astype(np.float32) - zero_point) * scale).astype(np.float32)
+        return raw.astype(np.float32, copy=False)
+
+    def _run_one(self, image):
+        self._interpreter.set_tensor(self._input_index, self._to_input(image[None]))
+        self._interpreter.invoke()
+        return self._from_output(self._interpreter.get_tensor(self._output_index))[0]
+
+    def predict(self, batch):
+        batch = image_batch(batch)
+        if len(batch) == 0:
+            return np.zeros((0, len(self.class_names)), np.float32)
+        if batch.shape[1:] != (self.input_size, self.input_size, 3):
+            raise ModelError(f"model {self.path} expects images of {self.input_size}x{self.input_size}x3, "
+                             f"got {batch.shape[1:]}")
+        return np.stack([self._run_one(image) for image in batch]).astype(np.float32, copy=False)
+
+
+def _quantization(detail):
+    """(scale, zero_point) of a quantised tensor, or None."""
+    params = detail.get("quantization_parameters") or {}
+    scales = np.asarray(params.get("scales", []), np.float32)
+    zero_points = np.asarray(params.get("zero_points", []))
+    if scales.size == 0:
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        return (float(scale), int(zero_point)) if scale else None
+    if scales.size != 1:
+        raise ValueError("per-channel quantised input or output tensors are not supported")
+    return float(scales[0]), int(zero_points[0]) if zero_points.size else 0

@@ -1,0 +1,144 @@
+"""Classification figures and plots (scikit-learn for the numbers, matplotlib without a display for the PNGs)."""
+
+import numpy as np
+
+from .fileio import atomic_path
+
+
+def classification_figures(y_true, y_pred, class_names):
+    """Accuracy, balanced accuracy, per-class precision/recall/F1/support and the confusion matrix, as plain data."""
+    from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix,
+                                 precision_recall_fscore_support)
+
+    labels = list(range(len(class_names)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)) if len(y_true) else 0.0,
+        "per_class": {
+            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                   "support": int(support[i])}
+            for i, name in enumerate(class_names)
+        },
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "confusion_matrix_axes": "rows: true class, columns: predicted class, in class_names order",
+    }
+
+
+def classification_report_text(y_true, y_pred, class_names):
+    from sklearn.metrics import classification_report
+
+    return classification_report(y_true, y_pred, labels=list(range(len(class_names))),
+                                 target_names=class_names, digits=4, zero_division=0)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path):
+    plt = _pyplot()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_history(history, path, title="Training"):
+    """Accuracy and loss per epoch, train and validation, side by side."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = np.arange(1, len(history.get("loss", [])) + 1)
+    for ax, key, label in ((axes[0], "accuracy", "Accuracy"), (axes[1], "loss", "Loss")):
+        if key in history:
+            ax.plot(epochs, history[key], label="train")
+        if f"val_{key}" in history:
+            ax.plot(epochs, history[f"val_{key}"], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label.lower())
+        ax.set_title(f"{title}: {label.lower()}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    save_figure(fig, path)
+
+
+def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
+    plt = _pyplot()
+    matrix = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(class_names), 1.2 + 1.2 * len(class_names)))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=30, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(value), ha="center", va="center", color="white" if value > threshold else "black")
+    save_figure(fig, path)
+
+
+def score_curve_figures(y_true, probabilities, class_names):
+    """One-vs-rest ROC AUC and average precision per class, from class probabilities (N, n_classes)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y_true = np.asarray(y_true)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    figures = {}
+    for i, name in enumerate(class_names):
+        positive = y_true == i
+        # AUC is undefined when a class has no positives or no negatives in the data.
+        defined = 0 < positive.sum() < len(y_true)
+        figures[name] = {
+            "roc_auc": float(roc_auc_score(positive, probabilities[:, i])) if defined else None,
+            "average_precision": float(average_precision_score(positive, probabilities[:, i])) if defined else None,
+        }
+    return figures
+
+
+def _one_vs_rest_curves(y_true, probabilities, class_names, kind, path, title):
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    plt = _pyplot()
+    y_true = np.asarray(y_true)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    figures = score_curve_figures(y_true, probabilities, class_names)
+    for i, name in enumerate(class_names):
+        positive = y_true == i
+        if not 0 < positive.sum() < len(y_true):
+            continue
+        if kind == "roc":
+            x, y, _ = roc_curve(positive, probabilities[:, i])
+            ax.plot(x, y, label=f"{name} (AUC {figures[name]['roc_auc']:.4f})")
+        else:
+            precision, recall, _ = precision_recall_curve(positive, probabilities[:, i])
+            ax.plot(recall, precision, label=f"{name} (AP {figures[name]['average_precision']:.4f})")
+    if kind == "roc":
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+    else:
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right" if kind == "roc" else "lower left")
+    save_figure(fig, path)
+
+
+def plot_roc_curves(y_true, probabilities, class_names, path, title="ROC (one class vs the rest)"):
+    """One ROC curve per class (one-vs-rest) with its AUC in the legend."""
+    _one_vs_rest_curves(y_true, probabilities, class_names, "roc", path, title)
+
+
+def plot_pr_curves(y_true, probabilities, class_names, path, title="Precision-recall (one class vs the rest)"):
+    """One precision-recall curve per class (one-vs-rest) with its average precision in the legend."""
+    _one_vs_rest_curves(y_true, probabilities, class_names, "pr", path, title)

@@ -1,0 +1,302 @@
+"""Training: frozen backbone features computed once (and cached on disk), then only the head is trained.
+
+Flow: arrays -> stratified train/validation/test split (fixed seed) -> backbone features for every image plus
+precomputed augmented views of the training images -> head trained with RMSprop, early stopping on validation
+loss (best weights restored) -> the test split used once -> full model (uint8 image in, probabilities out) checked
+against the head, then model, metadata, split and plots written atomically.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import INPUT_SIZE, __version__
+from .augment import AUGMENT_VERSION, augment_batch
+from .errors import DatasetError, MaskDetectionError
+from .fileio import atomic_path, write_json_atomic
+from .model import DROPOUT, HIDDEN_UNITS, apply_layers, metadata_path
+
+MIN_IMAGES_PER_CLASS = 5
+FEATURE_BATCH = 32
+
+
+@dataclass
+class TrainConfig:
+    data: str = "dataset/arrays.npz"
+    backbone: str = "resnet50"
+    weights: object = "imagenet"  # "imagenet", a local file path, or None for random weights
+    epochs: int = 100
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    out: str = "models/mask_detector.keras"
+    seed: int = 42
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    augment_views: int = 2
+    patience: int = 10
+    hidden_units: int = HIDDEN_UNITS
+    dropout: float = DROPOUT
+    cache_dir: object = None  # None: the user cache folder; False: no cache
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def default_cache_dir():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mask_detection" / "features"
+
+
+def split_indices(labels, seed, val_fraction, test_fraction):
+    """Stratified train/validation/test indices with a fixed seed."""
+    from sklearn.model_selection import train_test_split
+
+    labels = np.asarray(labels)
+    n = len(labels)
+    n_classes = len(np.unique(labels))
+    counts = np.bincount(labels)
+    if counts.min() < MIN_IMAGES_PER_CLASS:
+        raise DatasetError(f"every class needs at least {MIN_IMAGES_PER_CLASS} images for a train/validation/test "
+                           f"split; the smallest has {counts.min()}")
+    # At least one image per class in the small splits, whatever the fractions.
+    n_test = max(n_classes, int(round(n * test_fraction)))
+    n_val = max(n_classes, int(round(n * val_fraction)))
+    idx = np.arange(n)
+    rest, test = train_test_split(idx, test_size=n_test, stratify=labels, random_state=seed)
+    train, val = train_test_split(rest, test_size=n_val, stratify=labels[rest], random_state=seed)
+    return {"train": np.sort(train), "validation": np.sort(val), "test": np.sort(test)}
+
+
+def feature_cache_key(weights_id, images, labels, split, config):
+    """Cache key: backbone and weights, the exact pixels (the same files cropped differently differ), the labels,
+    the split and the augmentation recipe."""
+    h = hashlib.sha256()
+    for part in (weights_id, INPUT_SIZE, AUGMENT_VERSION, config.augment_views, config.seed, images.shape):
+        h.update(repr(part).encode())
+    h.update(memoryview(np.ascontiguousarray(images)).cast("B"))
+    h.update(np.asarray(labels, np.int64).tobytes())
+    h.update(np.asarray(split["train"], np.int64).tobytes())
+    return h.hexdigest()[:20]
+
+
+def _progress(total, desc, enabled):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+
+def extract_features(extractor_call, images, indices, batch_size, bar, transform=None):
+    """Pooled features for ``images[indices]``, in batches, optionally transformed first (augmentation)."""
+    out = None
+    for start in range(0, len(indices), batch_size):
+        batch = images[indices[start:start + batch_size]]
+        if transform is not None:
+            batch = transform(batch)
+        feats = extractor_call(batch)
+        if out is None:
+            out = np.empty((len(indices), feats.shape[-1]), np.float32)
+        out[start:start + len(batch)] = feats
+        bar.update(len(batch))
+    return out
+
+
+def compute_all_features(extractor, images, split, config):
+    """Features of every image (original view) and ``augment_views`` augmented views of the training images."""
+    from ._tf import tf
+
+    t = tf()
+    spec = t.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], t.uint8)
+    call = t.function(lambda x: extractor(x, training=False), input_signature=[spec])
+
+    def run(batch):
+        return call(batch).numpy()
+
+    n_train = len(split["train"])
+    total = len(images) + config.augment_views * n_train
+    with _progress(total, "backbone features", config.progress) as bar:
+        base = extract_features(run, images, np.arange(len(images)), FEATURE_BATCH, bar)
+        views = []
+        for view in range(config.augment_views):
+            rng = np.random.default_rng([config.seed, view])
+            views.append(extract_features(run, images, split["train"], FEATURE_BATCH, bar,
+                                          transform=lambda b, rng=rng: augment_batch(b, rng)))
+    aug = np.stack(views) if views else np.zeros((0, n_train, base.shape[1]), np.float32)
+    return base, aug
+
+
+def load_or_compute_features(extractor, arrays, split, config, weights_id, log):
+    cache_dir = default_cache_dir() if config.cache_dir is None else config.cache_dir
+    cache_file = None
+    if cache_dir and weights_id != "random":
+        key = feature_cache_key(weights_id, arrays["images"], arrays["labels"], split, config)
+        cache_file = Path(cache_dir) / f"{config.backbone}-{key}.npz"
+        if cache_file.is_file():
+            try:
+                with np.load(cache_file) as cached:
+                    base, aug = cached["base"], cached["aug"]
+                if base.shape[0] == len(arrays["labels"]) and aug.shape[:2] == (config.augment_views,
+                                                                                 len(split["train"])):
+                    log(f"backbone features: from cache {cache_file}")
+                    return base, aug
+            except (OSError, ValueError, KeyError):
+                pass  # unreadable cache entry: compute again and overwrite it
+    base, aug = compute_all_features(extractor, arrays["images"], split, config)
+    if cache_file is not None:
+        try:
+            with atomic_path(cache_file) as tmp:
+                np.savez(tmp, base=base, aug=aug)
+        except OSError as exc:
+            log(f"warning: could not write the feature cache {cache_file}: {exc}")
+    return base, aug
+
+
+def one_hot(labels, n_classes):
+    return np.eye(n_classes, dtype=np.float32)[labels]
+
+
+def balanced_class_weight(labels, n_classes):
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    return {i: float(len(labels) / (n_classes * c)) for i, c in enumerate(counts) if c > 0}
+
+
+def check_output_path(out):
+    out = Path(out)
+    if out.suffix != ".keras":
+        raise MaskDetectionError(f"--out {out}: the model file name must end in .keras (Keras 3 format)")
+    if out.exists() and out.is_dir():
+        raise MaskDetectionError(f"--out {out} is a folder; give a file name ending in .keras")
+    return out
+
+
+def output_paths(out):
+    out = Path(out)
+    return {
+        "model": out,
+        "metadata": metadata_path(out),
+        "split": out.with_name(out.stem + "_split.json"),
+        "history_plot": out.with_name(out.stem + "_training.png"),
+        "confusion_plot": out.with_name(out.stem + "_confusion.png"),
+    }
+
+
+def train(config, log=print):
+    """Train and save a classifier; returns the metadata dict that is written beside the model."""
+    from ._tf import keras
+    from .backbones import weights_id as backbone_weights_id
+    from .dataset import load_arrays
+    from .metrics import classification_figures, classification_report_text, plot_confusion_matrix, plot_history
+    from .model import build_classifier, build_feature_extractor, build_head_layers, compile_model
+
+    started = time.perf_counter()
+    out = check_output_path(config.out)
+    paths = output_paths(out)
+    arrays = load_arrays(config.data)
+    class_names = [str(c) for c in arrays["class_names"]]
+    labels = np.asarray(arrays["labels"], np.int64)
+    n_classes = len(class_names)
+    split = split_indices(labels, config.seed, config.val_fraction, config.test_fraction)
+    log(f"data: {len(labels)} images, classes {', '.join(class_names)}; split train/validation/test = "
+        f"{len(split['train'])}/{len(split['validation'])}/{len(split['test'])} (seed {config.seed})")
+
+    k = keras()
+    k.utils.set_random_seed(config.seed)
+    t0 = time.perf_counter()
+    extractor = build_feature_extractor(config.backbone, config.weights)
+    wid = backbone_weights_id(config.backbone, config.weights)
+    base, aug = load_or_compute_features(extractor, arrays, split, config, wid, log)
+    feature_seconds = time.perf_counter() - t0
+
+    train_x = np.concatenate([base[split["train"]], *aug]) if len(aug) else base[split["train"]]
+    train_y = np.tile(labels[split["train"]], 1 + len(aug))
+    val_x, val_y = base[split["validation"]], labels[split["validation"]]
+
+    head_layers = build_head_layers(n_classes, config.hidden_units, config.dropout)
+    head_input = k.Input(shape=(base.shape[1],), name="features")
+    head = k.Model(head_input, apply_layers(head_input, head_layers), name="head")
+    compile_model(head, config.learning_rate)
+    stopper = k.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
+    t1 = time.perf_counter()
+    fit = head.fit(
+        train_x, one_hot(train_y, n_classes),
+        validation_data=(val_x, one_hot(val_y, n_classes)),
+        epochs=config.epochs, batch_size=config.batch_size, shuffle=True,
+        class_weight=balanced_class_weight(train_y, n_classes),
+        callbacks=[stopper], verbose=(2 if config.progress else 0),
+    )
+    head_seconds = time.perf_counter() - t1
+    history = {key: [float(v) for v in values] for key, values in fit.history.items()}
+    epochs_run = len(history.get("loss", []))
+    best_epoch = int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else epochs_run
+
+    # The test split, used once.
+    test_idx = split["test"]
+    test_probs = head(base[test_idx], training=False).numpy()
+    test_pred = test_probs.argmax(axis=1)
+    figures = classification_figures(labels[test_idx], test_pred, class_names)
+    report_text = classification_report_text(labels[test_idx], test_pred, class_names)
+
+    # The saved model shares the head's layers; it must reproduce the head on raw images, or the features
+    # (cache included) did not come from this model.
+    model = build_classifier(extractor, head_layers, config.learning_rate)
+    probe = test_idx[:16]
+    full_probs = model(arrays["images"][probe], training=False).numpy()
+    if not np.allclose(full_probs, test_probs[:len(probe)], atol=2e-3):
+        raise MaskDetectionError("the assembled model does not reproduce the trained head on test images "
+                                 "(stale feature cache?); rerun with --no-cache")
+
+    metadata = {
+        "format": "mask_detection classifier",
+        "version": __version__,
+        "class_names": class_names,
+        "backbone": config.backbone,
+        "weights": wid,
+        "input_size": INPUT_SIZE,
+        "input": "RGB uint8, pad to square by edge replication then resize (mask_detection.images.to_model_input)",
+        "head": {"hidden_units": config.hidden_units, "dropout": config.dropout},
+        "optimizer": {"name": "RMSprop", "learning_rate": config.learning_rate},
+        "loss": "categorical_crossentropy",
+        "epochs": {"requested": config.epochs, "run": epochs_run, "best": best_epoch,
+                   "early_stopping_patience": config.patience},
+        "batch_size": config.batch_size,
+        "augment_views": config.augment_views,
+        "data": {"file": str(config.data), "images": int(len(labels)),
+                 "per_class": {name: int((labels == i).sum()) for i, name in enumerate(class_names)}},
+        "split": {"seed": config.seed, "fractions": {"train": 1 - config.val_fraction - config.test_fraction,
+                                                      "validation": config.val_fraction,
+                                                      "test": config.test_fraction},
+                  "sizes": {name: int(len(idx)) for name, idx in split.items()},
+                  "file": paths["split"].name},
+        "test": figures,
+        "validation_accuracy": float(history["val_accuracy"][best_epoch - 1]) if history.get("val_accuracy") else None,
+        "history": history,
+        "timing_seconds": {"features": round(feature_seconds, 1), "head_training": round(head_seconds, 1),
+                           "total": round(time.perf_counter() - started, 1)},
+        **config.extra,
+    }
+    split_record = {name: [str(arrays["hashes"][i]) for i in idx] for name, idx in split.items()}
+    split_record["note"] = "sha256 of the source files in each split"
+
+    # Plots first (harmless if interrupted); model and metadata are renamed into place together at the end.
+    plot_history(history, paths["history_plot"], title=f"{config.backbone} head")
+    plot_confusion_matrix(figures["confusion_matrix"], class_names, paths["confusion_plot"],
+                          title=f"Test split ({len(test_idx)} images)")
+    write_json_atomic(paths["split"], split_record)
+    with contextlib.ExitStack() as stack:
+        tmp_model = stack.enter_context(atomic_path(paths["model"]))
+        tmp_meta = stack.enter_context(atomic_path(paths["metadata"]))
+        model.save(tmp_model)
+        metadata["timing_seconds"]["total"] = round(time.perf_counter() - started, 1)
+        tmp_meta.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+    log("")
+    log(report_text)
+    log(f"test accuracy {figures['accuracy']:.4f} on {len(test_idx)} images; best epoch {best_epoch} of "
+        f"{epochs_run}; {metadata['timing_seconds']['total']:.0f} s in all")
+    log("wrote " + ", ".join(str(p) for p in paths.values()))
+    return metadata
+

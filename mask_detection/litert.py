@@ -27,6 +27,53 @@ def _first_line(exc):
     return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
+def load_interpreter(content, threads, what):
+    """A LiteRT interpreter for TFLite flatbuffer bytes, its one 4-D input set to batch 1 and tensors allocated.
+
+    Raises ModelError naming ``what`` when LiteRT cannot load it.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    from ._tf import silence_stderr
+
+    try:
+        # LiteRT prints an INFO line about its XNNPACK delegate straight to fd 2; errors still raise.
+        with silence_stderr():
+            interpreter = Interpreter(model_content=content, num_threads=threads)
+            detail = interpreter.get_input_details()
+            if len(detail) == 1 and len(detail[0]["shape"]) == 4 and int(detail[0]["shape"][0]) != 1:
+                interpreter.resize_tensor_input(detail[0]["index"], [1, *detail[0]["shape"][1:]], strict=True)
+            interpreter.allocate_tensors()
+    except (ValueError, RuntimeError, IndexError) as exc:
+        raise ModelError(f"cannot load {what}: {_first_line(exc)}") from None
+    return interpreter
+
+
+class LiteRTFunction:
+    """A converted float model run image by image: uint8 batch (N, H, W, 3) in, stacked float32 outputs out.
+
+    Training uses it for the frozen backbone: XNNPACK runs a batch-1 float32 graph 1.6-3x faster than
+    TensorFlow's batched call on 2 cores (ResNet50 about 55 against 100 ms per image, EfficientNet-Lite0 about
+    10 against 30), with the same numbers to about 1e-6.
+    """
+
+    def __init__(self, content, threads=None, what="converted model"):
+        self.threads = default_threads() if threads is None else int(threads)
+        self._interpreter = load_interpreter(content, self.threads, what)
+        (inp,), (out,) = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+        self._input_index, self._output_index = inp["index"], out["index"]
+        self._input_dtype = np.dtype(inp["dtype"])
+
+    def __call__(self, batch):
+        interpreter = self._interpreter
+        outputs = []
+        for image in np.asarray(batch):
+            interpreter.set_tensor(self._input_index, image[None].astype(self._input_dtype, copy=False))
+            interpreter.invoke()  # releases the GIL; XNNPACK uses self.threads threads
+            outputs.append(interpreter.get_tensor(self._output_index)[0].copy())
+        return np.stack(outputs).astype(np.float32, copy=False)
+
+
 class LiteRTClassifier:
     """A ``.tflite`` classifier: uint8 RGB batch (N, S, S, 3) in, float32 probabilities (N, C) out.
 
@@ -77,21 +124,7 @@ class LiteRTClassifier:
                              "float or a quantised integer type")
 
     def _load_interpreter(self):
-        from ai_edge_litert.interpreter import Interpreter
-
-        from ._tf import silence_stderr
-
-        try:
-            # LiteRT prints an INFO line about its XNNPACK delegate straight to fd 2; errors still raise.
-            with silence_stderr():
-                interpreter = Interpreter(model_content=self._content, num_threads=self.threads)
-                detail = interpreter.get_input_details()
-                if len(detail) == 1 and len(detail[0]["shape"]) == 4 and int(detail[0]["shape"][0]) != 1:
-                    interpreter.resize_tensor_input(detail[0]["index"], [1, *detail[0]["shape"][1:]], strict=True)
-                interpreter.allocate_tensors()
-        except (ValueError, RuntimeError, IndexError) as exc:
-            raise ModelError(f"cannot load model {self.path}: {_first_line(exc)}") from None
-        return interpreter
+        return load_interpreter(self._content, self.threads, f"model {self.path}")
 
     def _to_input(self, batch):
         dtype = self.input_dtype

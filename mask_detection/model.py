@@ -80,7 +80,7 @@ def build_classifier(feature_extractor, head_layers, learning_rate):
     return model
 
 
-def compile_model(model, learning_rate):
+def compile_model(model, learning_rate, steps_per_execution=1):
     from ._tf import keras
 
     k = keras()
@@ -88,6 +88,7 @@ def compile_model(model, learning_rate):
         optimizer=k.optimizers.RMSprop(learning_rate=learning_rate),
         loss="categorical_crossentropy",
         metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
     )
 
 

@@ -99,20 +99,64 @@ def test_efficientnet_lite0_cli_learns_and_uses_feature_cache(tiny_arrays, tmp_p
     data, arrays = tiny_arrays
     out = tmp_path / "lite.keras"
     cache = tmp_path / "cache"
+    # The converted LiteRT backbone, as on a real dataset (auto mode picks it from 1000 images on).
     args = ["--data", str(data), "--backbone", "efficientnet_lite0", "--epochs", "30", "--augment-views", "1",
-            "--cache-dir", str(cache), "--out", str(out)]
+            "--cache-dir", str(cache), "--out", str(out), "--feature-engine", "litert"]
     first = run_script("train_model.py", *args)
     assert first.returncode == 0, first.stderr
     assert "precision" in first.stdout and "test accuracy" in first.stdout  # sklearn's report on the terminal
     assert len(list(cache.glob("efficientnet_lite0-*.npz"))) == 1
     meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["features_from"] == "LiteRT"
     assert meta["test"]["accuracy"] == 1.0  # two trivially separable classes, ImageNet features
     assert meta["weights"].startswith("efficientnet_lite0:")
 
     second = run_script("train_model.py", *args)
     assert second.returncode == 0, second.stderr
     assert "from cache" in second.stdout
-    assert json.loads(out.with_suffix(".json").read_text())["test"] == meta["test"]
+    second_meta = json.loads(out.with_suffix(".json").read_text())
+    assert second_meta["features_from"] == "cache" and second_meta["test"] == meta["test"]
+
+
+def tiny_extractor():
+    """A small uint8-image -> pooled-features model, quick to convert."""
+    from mask_detection._tf import keras
+    from mask_detection.backbones import preprocess_layer
+
+    k = keras()
+    inputs = k.Input(shape=(224, 224, 3), dtype="uint8")
+    x = preprocess_layer("efficientnet_lite0")(inputs)
+    x = k.layers.Conv2D(8, 3, strides=4, activation="relu")(x)
+    x = k.layers.DepthwiseConv2D(3, padding="same")(x)
+    return k.Model(inputs, k.layers.GlobalAveragePooling2D()(x))
+
+
+def test_litert_feature_engine_matches_tensorflow():
+    from mask_detection.training import FAST_ENGINE_MIN_IMAGES, feature_function
+
+    extractor = tiny_extractor()
+    images = np.random.default_rng(3).integers(0, 256, (12, 224, 224, 3), dtype=np.uint8)
+    messages = []
+    fast, engine = feature_function(extractor, "litert", len(images), images[:4], messages.append)
+    assert engine == "LiteRT" and any("converting" in m for m in messages)
+    reference, ref_engine = feature_function(extractor, "tensorflow", len(images), images[:4], messages.append)
+    assert ref_engine == "TensorFlow"
+    expected = reference(images)
+    got = fast(images[4:])
+    assert got.shape == (8, 8) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected[4:], rtol=1e-4, atol=1e-5)
+    # Few images: the conversion would cost more than it saves.
+    assert feature_function(extractor, "auto", FAST_ENGINE_MIN_IMAGES - 1, images[:4], messages.append)[1] == \
+        "TensorFlow"
+
+
+def test_features_agree_rejects_different_features():
+    from mask_detection.training import features_agree
+
+    reference = np.random.default_rng(0).random((4, 16)).astype(np.float32) * 5
+    assert features_agree(reference + 1e-6, reference)
+    assert not features_agree(reference * 1.01, reference)
+    assert not features_agree(reference[:, :8], reference)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -204,7 +204,8 @@ def print_agreement(classifiers):
                          f"{check['keras_accuracy']:.2%} -> {check['exported_accuracy']:.2%}"
                          if "keras_accuracy" in check else ""))
         elif meta.get("format", "").endswith("(TFLite)"):
-            rows.append((name, meta.get("quantization", "?"), "", "not recorded", ""))
+            untrained = "test" not in meta  # made by --architecture/--export: nothing to agree on
+            rows.append((name, meta.get("quantization", "?"), "", "untrained" if untrained else "not recorded", ""))
         else:
             path = getattr(classifier, "path", None)
             size = f"{Path(path).stat().st_size / 1e6:.1f} MB" if path else ""

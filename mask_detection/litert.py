@@ -58,8 +58,8 @@ class LiteRTFunction:
     """
 
     def __init__(self, content, threads=None, what="converted model"):
-        self.threads = default_threads() if threads is None else int(threads)
-        self._interpreter = load_interpreter(content, self.threads, what)
+        threads = default_threads() if threads is None else int(threads)
+        self._interpreter = load_interpreter(content, threads, what)
         (inp,), (out,) = self._interpreter.get_input_details(), self._interpreter.get_output_details()
         self._input_index, self._output_index = inp["index"], out["index"]
         self._input_dtype = np.dtype(inp["dtype"])
@@ -69,7 +69,7 @@ class LiteRTFunction:
         outputs = []
         for image in np.asarray(batch):
             interpreter.set_tensor(self._input_index, image[None].astype(self._input_dtype, copy=False))
-            interpreter.invoke()  # releases the GIL; XNNPACK uses self.threads threads
+            interpreter.invoke()  # releases the GIL while XNNPACK runs
             outputs.append(interpreter.get_tensor(self._output_index)[0].copy())
         return np.stack(outputs).astype(np.float32, copy=False)
 

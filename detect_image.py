@@ -5,13 +5,11 @@
     python detect_image.py --image photos/ --json > results.jsonl  # a folder, machine-readable
 """
 
-import argparse
-
 from mask_detection import cli
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         description=(
             "Detect faces (YuNet) in photos and classify each one (mask / no mask) with the trained model. "
             "Draws boxes and labels such as 'Mask 98.7%' (green: mask, red: no mask). "

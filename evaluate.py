@@ -17,7 +17,7 @@ def overlap(text):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         description=(
             "Honest accuracy figures. --folder: a labelled folder in the dataset layout (one sub-folder per class "
             "of face crops) goes through the classifier alone: accuracy, per-class precision/recall/F1, confusion "
@@ -30,8 +30,11 @@ def parse_args(argv=None):
             "Scenes layout: DIR/images/ and DIR/annotations/ (or the .xml files beside the images, as labelImg "
             "saves them). Headline figures: faces of 32 px and more on the short side, mask_weared_incorrect "
             "left out. Output in --report (default output/eval-<DIR name>): report.json (every figure), "
-            "summary.md, PNG plots. Exit status: 0 done, 1 done but some files were skipped (listed), 2 nothing "
-            "could be evaluated (bad folder or model)."
+            "summary.md, PNG plots, all replaced together; it must be writable and may not be an input folder "
+            "(nor lie inside a class folder of --folder): both are checked before any work. Unusable boxes (empty, "
+            "no <bndbox>, wholly outside the photo) are left out with a warning, the file's other faces kept. "
+            "Exit status: 0 done, 1 done but some files or boxes were skipped (listed), 2 nothing could be "
+            "evaluated (bad folder, model or report folder)."
         ),
     )
     source = parser.add_mutually_exclusive_group(required=True)

@@ -18,7 +18,7 @@ QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  python export_model.py                                 # models/mask_detector.float32.tflite\n"
@@ -53,7 +53,8 @@ def default_calibration(model_path):
     except (OSError, ValueError, KeyError, TypeError):
         pass
     candidates.append("dataset/arrays.npz")
-    return next((c for c in candidates if c and Path(c).is_file()), None)
+    # The metadata is only a hint: a value that is not a file name is ignored, never a crash.
+    return next((c for c in candidates if isinstance(c, str) and c and "\0" not in c and Path(c).is_file()), None)
 
 
 def main(argv=None):
@@ -62,7 +63,7 @@ def main(argv=None):
 
     calibration = args.calibration or default_calibration(args.model)
     results = export_models(args.model, args.quantize, calibration_path=calibration, out=args.out,
-                            fmt=args.format, log=print, warn=cli.fail)
+                            fmt=args.format, log=cli.say, warn=cli.fail, warning=cli.warn)
     failed = [q for q, path in results.items() if path is None]
     if not failed:
         return cli.EXIT_OK

@@ -3,7 +3,8 @@
 
 Backbone features are computed once per image (plus augmented views) and cached, then only the head trains, so
 100 epochs take minutes instead of hours on a CPU. Writes the model (.keras), a JSON of its figures beside it,
-the split and PNG plots. An existing model file is replaced only when the new one is complete.
+the split and PNG plots. Existing files of a model are replaced only when all the new ones are complete, all
+five together; outputs are checked before training (writable, none of them an input).
 """
 
 import argparse
@@ -14,7 +15,7 @@ BACKBONES = ("resnet50", "efficientnet_lite0")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  python train_model.py                                  # ResNet50 (downloads ImageNet weights once)\n"
@@ -31,13 +32,13 @@ def parse_args(argv=None):
                         "Default: Keras' download and cache (resnet50) or the installed package (efficientnet_lite0)")
     p.add_argument("--random-weights", action="store_true",
                    help="random backbone weights (for tests and speed benchmarks only; the model will be poor)")
-    p.add_argument("--epochs", type=int, default=100, help="maximum head-training epochs (default: %(default)s)")
-    p.add_argument("--patience", type=int, default=10,
+    p.add_argument("--epochs", type=cli.positive_int, default=100, help="maximum head-training epochs (default: %(default)s)")
+    p.add_argument("--patience", type=cli.positive_int, default=10,
                    help="stop after this many epochs without a better validation loss; the best epoch's weights "
                         "are kept (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
-    p.add_argument("--learning-rate", type=float, default=1e-3, help="RMSprop learning rate (default: %(default)s)")
-    p.add_argument("--augment-views", type=int, default=2,
+    p.add_argument("--batch-size", type=cli.positive_int, default=32, help="default: %(default)s")
+    p.add_argument("--learning-rate", type=cli.positive_float, default=1e-3, help="RMSprop learning rate (default: %(default)s)")
+    p.add_argument("--augment-views", type=cli.non_negative_int, default=2,
                    help="augmented copies of each training image (flip, rotation, shift, brightness, blur, low "
                         "resolution), computed once (default: %(default)s)")
     p.add_argument("--feature-engine", choices=("auto", "litert", "tensorflow"), default="auto",
@@ -55,14 +56,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.weights and args.random_weights:
         p.error("--weights and --random-weights exclude each other")
-    for name in ("epochs", "batch_size", "patience"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.augment_views < 0:
-        p.error("--augment-views must be 0 or more")
-    if args.learning_rate <= 0:
-        p.error("--learning-rate must be positive")
-    if not (0 < args.val_fraction < 0.5 and 0 < args.test_fraction < 0.5):
+    if not (0 < args.val_fraction < 0.5 and 0 < args.test_fraction < 0.5):  # also refuses nan
         p.error("--val-fraction and --test-fraction must each be between 0 and 0.5")
     return args
 
@@ -82,7 +76,7 @@ def main(argv=None):
         feature_engine=args.feature_engine,
         cache_dir=False if args.no_cache else args.cache_dir, progress=not args.quiet,
     )
-    train(config, log=(lambda *a: None) if args.quiet else print)
+    train(config, log=(lambda *a: None) if args.quiet else cli.say, warn=cli.warn)
     return cli.EXIT_OK
 
 

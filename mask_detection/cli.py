@@ -1,66 +1,140 @@
 """Shared command-line plumbing: one clear line on stderr and an exit code, never a traceback."""
 
+import argparse
+import contextlib
+import os
+import signal
 import sys
 
-from .errors import MaskDetectionError
+from .errors import Interrupted, MaskDetectionError
+from .fileio import safe_text
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1  # some inputs failed, the rest were processed
 EXIT_ERROR = 2  # bad input or nothing could be processed
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+
+# Handled like Ctrl-C: the current step finishes or is undone, outputs are finalised or left untouched, and the
+# exit code is the shell's convention, 128 + the signal number (143 for SIGTERM, 129 for SIGHUP).
+TERMINATING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def exit_code_for_signal(signum):
+    return 128 + int(signum)
+
+
+def say(text, file=None):
+    """Print one line for the user; names with any bytes print safely on any stream encoding."""
+    file = sys.stdout if file is None else file
+    text = safe_text(text)
+    encoding = getattr(file, "encoding", None) or "utf-8"
+    try:
+        text = text.encode(encoding, "backslashreplace").decode(encoding)
+    except LookupError:
+        pass
+    print(text, file=file, flush=True)
 
 
 def fail(message):
     """Print one error line to stderr."""
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    say(f"error: {message}", file=sys.stderr)
 
 
 def warn(message):
     """Print one warning line to stderr."""
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    say(f"warning: {message}", file=sys.stderr)
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+def install_signal_handlers():
+    """SIGTERM and SIGHUP raise Interrupted (a KeyboardInterrupt), so they unwind like Ctrl-C: temporary files
+    are removed, videos finalised, existing outputs kept."""
+    for signum in TERMINATING_SIGNALS:
+        signal.signal(signum, _raise_interrupted)
 
 
 def run(main, argv=None):
     """Run ``main(argv) -> int`` and exit with its code, turning user errors into one stderr line."""
+    install_signal_handlers()
     try:
         code = main(argv)
     except MaskDetectionError as exc:
         fail(str(exc))
         code = EXIT_ERROR
+    except Interrupted as exc:
+        say(f"stopped by signal {signal.Signals(exc.signum).name}", file=sys.stderr)
+        code = exit_code_for_signal(exc.signum)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr, flush=True)
+        say("interrupted", file=sys.stderr)
         code = EXIT_INTERRUPTED
     except MemoryError:
         fail("out of memory")
         code = EXIT_ERROR
+    except BrokenPipeError:
+        # The reader of our output went away (e.g. `| head`): nothing more to say to anyone.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        code = EXIT_ERROR
     sys.exit(code or EXIT_OK)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with this project's error convention: one line starting with ``error:``, exit code 2."""
+
+    def error(self, message):
+        fail(f"{message} (see {self.prog} --help)")
+        sys.exit(EXIT_ERROR)
 
 
 # argparse value types shared by the scripts.
 def probability(text):
-    value = float(text)
+    value = _number(text, float)
     if not 0.0 <= value <= 1.0:
         raise _argument_error(f"must be between 0 and 1, got {text}")
     return value
 
 
 def positive_int(text):
-    value = int(text)
+    value = _number(text, int)
     if value < 1:
         raise _argument_error(f"must be at least 1, got {text}")
     return value
 
 
+def non_negative_int(text):
+    value = _number(text, int)
+    if value < 0:
+        raise _argument_error(f"must be 0 or more, got {text}")
+    return value
+
+
+def positive_float(text):
+    value = _number(text, float)
+    if not value > 0:  # also refuses nan
+        raise _argument_error(f"must be a positive number, got {text}")
+    if value == float("inf"):
+        raise _argument_error(f"must be finite, got {text}")
+    return value
+
+
 def upscale_factor(text):
-    value = float(text)
+    value = _number(text, float)
     if not 1.0 <= value <= 4.0:
         raise _argument_error(f"must be between 1 and 4, got {text}")
     return value
 
 
-def _argument_error(message):
-    import argparse
+def _number(text, kind):
+    try:
+        return kind(text)
+    except ValueError:
+        raise _argument_error(f"expected {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
 
+
+def _argument_error(message):
     return argparse.ArgumentTypeError(message)
 
 

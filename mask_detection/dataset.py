@@ -12,6 +12,7 @@ all of them. The arrays file (uncompressed .npz) holds:
 - ``hashes`` str (N,), sha256 hex of the file bytes
 """
 
+import errno
 import hashlib
 import os
 import sys
@@ -23,7 +24,7 @@ import numpy as np
 
 from . import INPUT_SIZE
 from .errors import DatasetError, ImageDecodeError
-from .fileio import atomic_path
+from .fileio import atomic_path, display_path
 
 ARRAY_KEYS = ("images", "labels", "class_names", "paths", "hashes")
 
@@ -64,8 +65,18 @@ class Summary:
 def _default_warn(message):
     from tqdm import tqdm
 
-    # tqdm.write prints above a running progress bar instead of through it.
-    tqdm.write(f"warning: {message}", file=sys.stderr)
+    from .fileio import safe_text
+
+    # tqdm.write prints above a running progress bar instead of through it. File names may hold any bytes
+    # (Linux names are bytes) and stderr any encoding: the line is made printable first.
+    stream = sys.stderr
+    text = safe_text(f"warning: {message}")
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        text = text.encode(encoding, "backslashreplace").decode(encoding)
+    except LookupError:
+        pass
+    tqdm.write(text, file=stream)
 
 
 def _is_hidden(name):
@@ -96,20 +107,91 @@ def find_classes(dataset_dir):
     return names
 
 
-def list_class_files(class_dir):
-    """Regular non-hidden files below ``class_dir`` (recursively), as sorted relative '/'-paths."""
+def list_class_files(class_dir, warn=None):
+    """Regular non-hidden files below ``class_dir`` (recursively), as sorted relative '/'-paths.
+
+    Entries that cannot be used (broken links, link loops, unreadable sub-folders...) get one ``warn`` line each;
+    ``scan_class_folder`` also returns them.
+    """
+    return scan_class_folder(class_dir, warn)[0]
+
+
+def scan_class_folder(class_dir, warn=None):
+    """``(files, skipped)``: the regular non-hidden files below ``class_dir`` (recursively) as sorted relative
+    '/'-paths, and ``(relative path, reason)`` for every entry that should have been a picture but cannot be
+    read: a broken link, a link loop, a sub-folder that cannot be listed. One ``warn`` line per skipped entry.
+
+    Links to folders are not followed (a link back up the tree would scan forever, and a picture would be read
+    twice): each gets one ``warn`` line but is not counted as a failure.
+    """
+    from .fileio import display_path
+
+    warn = warn or _default_warn
     class_dir = Path(class_dir)
-    found = []
-    for root, dirnames, filenames in os.walk(class_dir, followlinks=False):
-        dirnames[:] = [name for name in dirnames if not _is_hidden(name)]
-        rel_root = Path(root).relative_to(class_dir)
+    found, skipped = [], []
+
+    def rel_of(path):
+        return Path(path).relative_to(class_dir).as_posix()
+
+    def walk_error(exc):
+        # os.walk passes over folders it cannot list unless told; each is a set of pictures not used.
+        where = rel_of(exc.filename) if exc.filename and Path(exc.filename) != class_dir else "."
+        reason = f"cannot list folder: {exc.strerror or exc}"
+        skipped.append((where, reason))
+        warn(f"skipped {display_path(class_dir.name)}/{display_path(where)}: {reason}")
+
+    for root, dirnames, filenames in os.walk(class_dir, followlinks=False, onerror=walk_error):
+        root = Path(root)
+        kept = []
+        for name in dirnames:
+            if _is_hidden(name):
+                continue
+            if (root / name).is_symlink():
+                target = display_path(os.readlink(root / name))
+                warn(f"not followed: {display_path(class_dir.name)}/{display_path(rel_of(root / name))} is a link "
+                     f"to a folder ({target}); put the pictures themselves in the class folder")
+                continue
+            kept.append(name)
+        dirnames[:] = kept
         for name in filenames:
             if _is_hidden(name):
                 continue
-            full = Path(root) / name
-            if full.is_file():  # regular file (or a link to one); sockets, fifos, broken links skipped
-                found.append((rel_root / name).as_posix())
-    return sorted(found)
+            full = root / name
+            if full.is_file():  # regular file (or a link to one)
+                found.append(rel_of(full))
+                continue
+            reason = _unusable_entry(full)
+            if reason is not None:
+                skipped.append((rel_of(full), reason))
+                warn(f"skipped {display_path(class_dir.name)}/{display_path(rel_of(full))}: {reason}")
+    return sorted(found), sorted(skipped)
+
+
+def _unusable_entry(path):
+    """Why a non-regular entry is skipped: a broken link or a link loop; None for sockets, fifos, devices
+    (never pictures)."""
+    from .fileio import display_path
+
+    if not path.is_symlink():
+        return None
+    try:
+        target = display_path(os.readlink(path))
+    except OSError:
+        target = "?"
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"link loop ({target})"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return f"broken link (its target {target} does not exist)"
+        return f"cannot read link target {target}: {exc.strerror or exc}"
+    return None  # a link to something that is neither a file nor a folder
+
+
+def _last_line(exc):
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def _face_crop(rgb, detector):
@@ -152,6 +234,7 @@ def build_arrays(
     Undecodable files are skipped with one ``warn`` line each. Raises DatasetError for a bad layout or
     a class that ends with no usable picture.
     """
+    import cv2
     from tqdm import tqdm
 
     from .images import decode_image, to_model_input
@@ -162,13 +245,17 @@ def build_arrays(
     summaries = [ClassSummary(name) for name in class_names]
 
     candidates = []  # (class index, path relative to dataset_dir)
+    skipped_paths = []
     for index, name in enumerate(class_names):
-        files = list_class_files(dataset_dir / name)
-        summaries[index].found = len(files)
+        files, broken = scan_class_folder(dataset_dir / name, warn=warn)
+        # Broken links and link loops are pictures the user meant to give: counted as found and skipped.
+        summaries[index].found = len(files) + len(broken)
+        summaries[index].skipped = len(broken)
+        skipped_paths.extend(f"{name}/{rel}" for rel, _ in broken)
         candidates.extend((index, f"{name}/{rel}") for rel in files)
     empty = [name for name, item in zip(class_names, summaries) if item.found == 0]
     if empty:
-        raise DatasetError(f"class folder {dataset_dir / empty[0]} contains no files")
+        raise DatasetError(f"class folder {display_path(dataset_dir / empty[0])} contains no files")
 
     if face_crop and detector is None:
         from .faces import FaceDetector
@@ -184,7 +271,6 @@ def build_arrays(
     entries = []  # (class index, rel path, sha256) for first copies within their class, in row order
     seen_in_class = set()  # (class index, sha256)
     hash_paths = {}  # sha256 -> [(class index, rel path)] of every decodable copy
-    skipped_paths = []
     no_face_rows = set()
     max_side = FACE_DECODE_SIDE if face_crop else size
 
@@ -218,14 +304,21 @@ def build_arrays(
                     continue
                 del data
                 row = len(row_of_hash)
-                if face_crop:
-                    crop = _face_crop(rgb, detector)
-                    if crop is None:
-                        no_face_rows.add(row)
-                    else:
-                        rgb = crop
-                images[row] = to_model_input(rgb, size)
-                del rgb
+                try:
+                    crop = _face_crop(rgb, detector) if face_crop else None
+                    images[row] = to_model_input(rgb if crop is None else crop, size)
+                except (MemoryError, cv2.error) as exc:
+                    # One picture too big for memory (or that OpenCV rejects) is one skipped file, not a lost run.
+                    reason = "out of memory" if isinstance(exc, MemoryError) else f"OpenCV error: {_last_line(exc)}"
+                    bad_hash[digest] = reason
+                    item.skipped += 1
+                    skipped_paths.append(rel)
+                    warn(f"skipped {rel}: {reason}")
+                    continue
+                finally:
+                    del rgb
+                if face_crop and crop is None:
+                    no_face_rows.add(row)
                 row_of_hash[digest] = row
             hash_paths.setdefault(digest, []).append((class_index, rel))
             classes_of_hash.setdefault(digest, set()).add(class_index)

@@ -19,3 +19,15 @@ class ModelError(MaskDetectionError):
 
 class WeightsError(MaskDetectionError):
     pass
+
+
+class OutputError(MaskDetectionError):
+    """An output that cannot be written, or that would replace one of the run's inputs."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (what ``timeout``, ``docker stop`` and systemd send), handled like Ctrl-C."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = int(signum)

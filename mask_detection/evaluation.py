@@ -5,7 +5,9 @@ one-to-one to the annotated faces, highest detector score first, and every figur
 (JSON, Markdown, PNG plots, a gallery of what went wrong).
 """
 
+import contextlib
 import math
+import os
 import sys
 import time
 import warnings
@@ -14,7 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import DatasetError, ImageDecodeError, MaskDetectionError
+from .errors import DatasetError, ImageDecodeError, MaskDetectionError, OutputError
+from .fileio import display_path, safe_text
 
 SCENE_CLASSES = ("with_mask", "without_mask", "mask_weared_incorrect")
 INCORRECT_CLASS = "mask_weared_incorrect"
@@ -34,7 +37,28 @@ GALLERY_PER_SECTION = 12
 
 
 class AnnotationError(DatasetError):
-    """A VOC file that cannot be used (malformed XML, missing fields, empty boxes)."""
+    """A VOC file, or one <object> of it, that cannot be used (malformed XML, missing fields, empty boxes)."""
+
+
+def _default_warn(message):
+    """One warning line on stderr, above a running progress bar, printable whatever the names' bytes."""
+    from tqdm import tqdm
+
+    stream = sys.stderr
+    text = safe_text(f"warning: {message}")
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    with contextlib.suppress(LookupError):
+        text = text.encode(encoding, "backslashreplace").decode(encoding)
+    tqdm.write(text, file=stream)
+
+
+@contextlib.contextmanager
+def _quiet_metrics():
+    """Silence scikit-learn's UserWarnings (UndefinedMetricWarning, "y_pred contains classes not in y_true", "a
+    single label was found") on slices holding one class: the report already shows such figures as 0 or n/a."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
 
 
 class GroundTruth(NamedTuple):
@@ -49,6 +73,7 @@ class Annotation(NamedTuple):
     height: int
     objects: list  # GroundTruth with known class names
     unknown: list  # GroundTruth with class names outside ``known_classes`` (not evaluated)
+    bad: tuple = ()  # one message per <object> left out (no box, empty box, not a number): the rest is kept
 
 
 # ------------------------------------------------------------------------------------------------ geometry
@@ -152,42 +177,54 @@ def parse_voc(path, known_classes=SCENE_CLASSES):
     """Read one PASCAL VOC annotation file. Raises AnnotationError with the reason for unusable files.
 
     Box convention: width = xmax - xmin (as the public mask sets draw them). Objects whose class is not in
-    ``known_classes`` go to ``unknown``.
+    ``known_classes`` go to ``unknown``. An unusable <object> (no <name> or <bndbox>, a coordinate that is not a
+    number, an empty box) is left out with its reason in ``bad``; the file's other faces are kept.
     """
     import xml.etree.ElementTree as ET
 
     path = Path(path)
+    shown = display_path(path.name)
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
-        raise AnnotationError(f"{path.name}: malformed XML ({exc})") from None
+        raise AnnotationError(f"{shown}: malformed XML ({exc})") from None
     except OSError as exc:
-        raise AnnotationError(f"{path.name}: cannot read ({exc.strerror or exc})") from None
+        raise AnnotationError(f"{shown}: cannot read ({exc.strerror or exc})") from None
+    except (ValueError, LookupError) as exc:  # e.g. an encoding declaration Python does not know
+        raise AnnotationError(f"{shown}: malformed XML ({exc})") from None
     if root.tag != "annotation":
-        raise AnnotationError(f"{path.name}: not a PASCAL VOC file (root element <{root.tag}>, expected <annotation>)")
+        raise AnnotationError(f"{shown}: not a PASCAL VOC file (root element <{root.tag}>, expected <annotation>)")
     filename = _text(root, "filename") or ""
     width = height = 0
     size = root.find("size")
     if size is not None and _text(size, "width") is not None and _text(size, "height") is not None:
-        width = int(_number(size, "width", f"{path.name} <size>"))
-        height = int(_number(size, "height", f"{path.name} <size>"))
-    objects, unknown = [], []
+        width = int(_number(size, "width", f"{shown} <size>"))
+        height = int(_number(size, "height", f"{shown} <size>"))
+    objects, unknown, bad = [], [], []
     for n, obj in enumerate(root.iter("object"), 1):
-        where = f"{path.name} object {n}"
-        name = _text(obj, "name")
-        if not name:
-            raise AnnotationError(f"{where}: missing <name>")
-        bndbox = obj.find("bndbox")
-        if bndbox is None:
-            raise AnnotationError(f"{where} ({name}): missing <bndbox>")
-        x0, y0, x1, y1 = (_number(bndbox, tag, f"{where} ({name})") for tag in ("xmin", "ymin", "xmax", "ymax"))
-        if x1 <= x0 or y1 <= y0:
-            raise AnnotationError(f"{where} ({name}): empty box xmin={x0:g} ymin={y0:g} xmax={x1:g} ymax={y1:g}")
-        box = (x0, y0, x1 - x0, y1 - y0)
+        try:
+            name, box = _voc_object(obj, f"{shown} object {n}")
+        except AnnotationError as exc:
+            bad.append(f"{exc}; that object is left out")
+            continue
         if width > 0 and height > 0:
             box = clip_gt_box(box, width, height)
         (objects if name in known_classes else unknown).append(GroundTruth(box, name))
-    return Annotation(path, filename, width, height, objects, unknown)
+    return Annotation(path, filename, width, height, objects, unknown, tuple(bad))
+
+
+def _voc_object(obj, where):
+    """(class name, (x, y, w, h)) of one <object>; AnnotationError when it cannot be used."""
+    name = _text(obj, "name")
+    if not name:
+        raise AnnotationError(f"{where}: missing <name>")
+    bndbox = obj.find("bndbox")
+    if bndbox is None:
+        raise AnnotationError(f"{where} ({name}): missing <bndbox>")
+    x0, y0, x1, y1 = (_number(bndbox, tag, f"{where} ({name})") for tag in ("xmin", "ymin", "xmax", "ymax"))
+    if x1 <= x0 or y1 <= y0:
+        raise AnnotationError(f"{where} ({name}): empty box xmin={x0:g} ymin={y0:g} xmax={x1:g} ymax={y1:g}")
+    return name, (x0, y0, x1 - x0, y1 - y0)
 
 
 class SceneSet(NamedTuple):
@@ -200,9 +237,9 @@ def _layout(scenes_dir):
     """(annotations folder, images folder): DIR/annotations + DIR/images, or XML files beside the images."""
     scenes_dir = Path(scenes_dir)
     if not scenes_dir.exists():
-        raise DatasetError(f"scenes folder not found: {scenes_dir}")
+        raise DatasetError(f"scenes folder not found: {display_path(scenes_dir)}")
     if not scenes_dir.is_dir():
-        raise DatasetError(f"scenes path is not a folder: {scenes_dir}")
+        raise DatasetError(f"scenes path is not a folder: {display_path(scenes_dir)}")
     annotations = scenes_dir / "annotations" if (scenes_dir / "annotations").is_dir() else scenes_dir
     images = scenes_dir / "images" if (scenes_dir / "images").is_dir() else scenes_dir
     return annotations, images
@@ -234,37 +271,53 @@ def load_scene_set(scenes_dir, known_classes=SCENE_CLASSES):
     from .images import list_images
 
     annotations_dir, images_dir = _layout(scenes_dir)
-    xml_files = sorted(p for p in annotations_dir.iterdir() if p.suffix.lower() == ".xml" and p.is_file())
+    try:
+        # Not only regular files: a broken link or a link loop named *.xml is reported, not passed over.
+        xml_files = sorted(p for p in annotations_dir.iterdir() if p.suffix.lower() == ".xml" and not p.is_dir())
+    except OSError as exc:
+        raise DatasetError(f"cannot read {display_path(annotations_dir)}: {exc.strerror or exc}") from None
     if not xml_files:
         raise DatasetError(
-            f"no PASCAL VOC annotation files (*.xml) in {annotations_dir}: expected {Path(scenes_dir)}/images "
-            f"and {Path(scenes_dir)}/annotations"
+            f"no PASCAL VOC annotation files (*.xml) in {display_path(annotations_dir)}: expected "
+            f"{display_path(scenes_dir)}/images and {display_path(scenes_dir)}/annotations"
         )
-    problems = {"malformed": [], "missing_image": [], "unknown_class": []}
+    problems = {"malformed": [], "missing_image": [], "unknown_class": [], "bad_box": []}
     items, used = [], set()
     for xml_path in xml_files:
+        shown = display_path(xml_path.name)
         try:
             annotation = parse_voc(xml_path, known_classes)
         except AnnotationError as exc:
-            problems["malformed"].append(str(exc))
+            problems["malformed"].append(safe_text(exc))
             continue
         image_path = _find_image(images_dir, annotation)
         if image_path is None:
             named = annotation.filename or f"{xml_path.stem}.*"
-            problems["missing_image"].append(f"{xml_path.name}: image {named} not found in {images_dir}")
+            problems["missing_image"].append(
+                f"{shown}: image {safe_text(named)} not found in {display_path(images_dir)}")
             continue
+        problems["bad_box"].extend(safe_text(message) for message in annotation.bad)
         for obj in annotation.unknown:
             problems["unknown_class"].append(
-                f"{xml_path.name}: unknown class {obj.label!r} (known: {', '.join(known_classes)}); "
+                f"{shown}: unknown class {safe_text(repr(obj.label))} (known: {', '.join(known_classes)}); "
                 f"that face is not evaluated"
             )
         items.append((annotation, image_path))
         used.add(image_path.resolve())
     if not items:
         first = next((m for kind in problems.values() for m in kind), "")
-        raise DatasetError(f"no usable annotation in {annotations_dir} ({len(xml_files)} files; first problem: {first})")
-    unannotated = [p for p in list_images(images_dir) if p.resolve() not in used] if images_dir.is_dir() else []
+        raise DatasetError(f"no usable annotation in {display_path(annotations_dir)} ({len(xml_files)} files; "
+                           f"first problem: {first})")
+    try:
+        unannotated = [p for p in list_images(images_dir) if p.resolve() not in used] if images_dir.is_dir() else []
+    except (ImageDecodeError, OSError):  # only counted in the report: not worth stopping the run for
+        unannotated = []
     return SceneSet(items, problems, unannotated)
+
+
+def scene_inputs(scene_set):
+    """Every file a scenes run reads: the annotation files and their images."""
+    return [path for annotation, image in scene_set.items for path in (annotation.xml_path, image)]
 
 
 # ------------------------------------------------------------------------------------------------ running
@@ -280,34 +333,63 @@ class SceneResult(NamedTuple):
 
 
 def run_scenes(pipeline, scene_set, progress=True, warn=None):
-    """Run ``pipeline`` on every scene. Returns (results, undecodable messages, seconds per photo)."""
+    """Run ``pipeline`` on every scene.
+
+    Returns (results, failed photo messages, seconds per photo, messages for annotated boxes wholly outside
+    their photo). A photo that cannot be decoded or processed (out of memory, an OpenCV error) is one failed
+    photo: the run goes on.
+    """
     import cv2
     from tqdm import tqdm
 
     from .images import decode_image
 
-    warn = warn or (lambda message: tqdm.write(f"warning: {message}", file=sys.stderr))
-    results, undecodable = [], []
+    warn = warn or _default_warn
+    results, failed, outside = [], [], []
     seconds = 0.0
     bar = tqdm(scene_set.items, desc="scenes", unit="photo", file=sys.stderr, disable=not progress, leave=False)
     for annotation, image_path in bar:
+        shown = display_path(annotation.xml_path.name)
         try:
             rgb = decode_image(image_path)
         except ImageDecodeError as exc:
-            undecodable.append(f"{annotation.xml_path.name}: {exc}")
+            failed.append(safe_text(f"{shown}: {exc}"))
             warn(f"skipped: {exc}")
             continue
         height, width = rgb.shape[:2]
-        faces = [GroundTruth(clip_gt_box(g.box, width, height), g.label) for g in annotation.objects]
-        faces = [g for g in faces if g.box[2] > 0 and g.box[3] > 0]
+        faces = []
+        for g in annotation.objects:
+            clipped = GroundTruth(clip_gt_box(g.box, width, height), g.label)
+            if clipped.box[2] > 0 and clipped.box[3] > 0:
+                faces.append(clipped)
+                continue
+            x, y, w, h = g.box
+            message = (f"{shown}: {g.label} box x={x:g} y={y:g} w={w:g} h={h:g} lies wholly outside the "
+                       f"{width}x{height} photo; that face is not evaluated")
+            outside.append(safe_text(message))
+            warn(message)
         ignored = [GroundTruth(clip_gt_box(g.box, width, height), g.label) for g in annotation.unknown]
-        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        started = time.perf_counter()
-        detections = pipeline.process(bgr)
-        seconds += time.perf_counter() - started
-        results.append(SceneResult(image_path.name, image_path, (height, width), faces, ignored, detections))
+        try:
+            bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+            del rgb
+            started = time.perf_counter()
+            detections = pipeline.process(bgr)
+            seconds += time.perf_counter() - started
+        except (MemoryError, cv2.error) as exc:
+            # One photo too big for memory (or that OpenCV rejects) is one failed photo, not a lost run.
+            reason = "out of memory" if isinstance(exc, MemoryError) else f"OpenCV error: {_last_line(exc)}"
+            message = f"{display_path(image_path)}: {reason}"
+            failed.append(safe_text(f"{shown}: {message}"))
+            warn(f"skipped: {message}")
+            continue
+        results.append(SceneResult(display_path(image_path.name), image_path, (height, width), faces, ignored, detections))
     bar.close()
-    return results, undecodable, seconds / max(1, len(results))
+    return results, failed, seconds / max(1, len(results)), outside
+
+
+def _last_line(exc):
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 # ------------------------------------------------------------------------------------------------ scoring
@@ -454,7 +536,8 @@ def classifier_figures(faces, class_names, incorrect_as_without):
         else:
             counts = split.setdefault(face["label"], {name: 0 for name in class_names})
             counts[face["predicted"]] += 1
-    figures = classification_figures(y_true, y_pred, class_names) if y_true else {"faces": 0}
+    with _quiet_metrics():
+        figures = classification_figures(y_true, y_pred, class_names) if y_true else {"faces": 0}
     figures["faces"] = len(y_true)
     figures["accuracy_by_class"] = {
         name: entry["recall"] for name, entry in figures.get("per_class", {}).items() if entry["support"]
@@ -465,8 +548,7 @@ def classifier_figures(faces, class_names, incorrect_as_without):
         rows = [f for f in faces if f["detection"] is not None and f["bucket"] == name
                 and truth_label(f["label"], incorrect_as_without) in index]
         if rows:
-            with warnings.catch_warnings():  # a bucket with faces of one class only is fine here
-                warnings.simplefilter("ignore", UserWarning)
+            with _quiet_metrics():  # a bucket with faces of one class only is fine here
                 sized = classification_figures([index[truth_label(f["label"], incorrect_as_without)] for f in rows],
                                                [index[f["predicted"]] for f in rows], class_names)
             by_size[name] = {"faces": len(rows), "accuracy": sized["accuracy"],
@@ -527,9 +609,10 @@ def headline_figures(faces, detections, n_images, class_names, min_face=HEADLINE
     scored = [f for f in found if f["label"] in index]
     balanced = None
     if scored:
-        balanced = classification_figures(
-            [index[f["label"]] for f in scored], [index[f["predicted"]] for f in scored], class_names
-        )["balanced_accuracy"]
+        with _quiet_metrics():
+            balanced = classification_figures(
+                [index[f["label"]] for f in scored], [index[f["predicted"]] for f in scored], class_names
+            )["balanced_accuracy"]
     figures = {
         "slice": f"faces >= {min_face} px on the short side, {INCORRECT_CLASS} left out",
         "faces": len(sliced),
@@ -830,13 +913,68 @@ def scenes_markdown(report):
     return "\n".join(lines)
 
 
+SCENE_REPORT_FILES = ("report.json", "summary.md", "confusion_matrix.png", "recall_by_size.png", "gallery.png")
+FOLDER_REPORT_FILES = ("report.json", "summary.md", "confusion_matrix.png", "roc.png", "precision_recall.png")
+
+
+def check_report_dir(report_dir, input_folders=(), inside_forbidden=(), input_files=(), report_files=()):
+    """Fail at once, before the model loads or any photo runs, when the report cannot be written or would touch
+    the run's inputs.
+
+    ``input_folders``: folders read (the report folder may not be one of them); ``inside_forbidden``: folders
+    read recursively (the report may not go anywhere inside them: its pictures would be inputs of the next
+    run); ``input_files``: files read (no report file may be one of them, through links or other spellings).
+    """
+    from .fileio import check_writable, refuse_overwriting_inputs
+
+    report_dir = Path(report_dir)
+    check_writable(report_dir, folder=True)
+    refuse_overwriting_inputs([report_dir], input_folders)
+    real = Path(os.path.realpath(report_dir))
+    for folder in inside_forbidden:
+        base = Path(os.path.realpath(folder))
+        if real == base or real.is_relative_to(base):
+            raise OutputError(f"refusing to write the report into {display_path(report_dir)}: it is inside "
+                              f"{display_path(folder)}, whose files are this run's inputs")
+    # Only report files that already exist can be an input (a link, a hard link): check those alone, fast.
+    existing = [report_dir / name for name in report_files if os.path.lexists(report_dir / name)]
+    if existing:
+        refuse_overwriting_inputs(existing, input_files)
+    return report_dir
+
+
+def _write_report_files(report_dir, writers):
+    """``writers``: [(file name, function(temporary path))]. The report's files are replaced together or not at
+    all, so an interrupted or failed run leaves the previous report whole, never a mix of old and new files."""
+    from .fileio import atomic_paths
+
+    report_dir = Path(report_dir)
+    try:
+        with atomic_paths([report_dir / name for name, _ in writers]) as temporaries:
+            for (_, write), tmp in zip(writers, temporaries):
+                write(tmp)
+    except OSError as exc:
+        raise OutputError(f"cannot write the report in {display_path(report_dir)}: {exc.strerror or exc}") from None
+
+
+def _text_writer(text):
+    def write(tmp):
+        Path(tmp).write_text(safe_text(text), encoding="utf-8")
+
+    return write
+
+
+def _json_writer(obj):
+    import json
+
+    return _text_writer(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
 def write_scene_report(report_dir, results, by_iou, settings, model_path, scene_set, undecodable, class_names,
-                       seconds_per_photo, scenes_dir):
-    from .fileio import write_json_atomic, write_text_atomic
+                       seconds_per_photo, scenes_dir, outside=()):
     from .metrics import plot_confusion_matrix
 
     report_dir = Path(report_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
     primary = by_iou[_iou_key(settings["iou"])]
     faces_by_class, faces_by_size = {}, {}
     for f in primary["_faces"]:
@@ -845,8 +983,8 @@ def write_scene_report(report_dir, results, by_iou, settings, model_path, scene_
     faces, alarms = face_records(results, primary, class_names, settings["incorrect_as_without"])
     report = {
         "kind": "scenes",
-        "scenes": str(scenes_dir),
-        "model": str(model_path),
+        "scenes": display_path(scenes_dir),
+        "model": display_path(model_path),
         "class_names": list(class_names),
         "settings": settings,
         "data": {
@@ -854,7 +992,7 @@ def write_scene_report(report_dir, results, by_iou, settings, model_path, scene_
             "faces": len(primary["_faces"]),
             "faces_by_class": _ordered(faces_by_class, SCENE_CLASSES + tuple(sorted(set(faces_by_class) - set(SCENE_CLASSES)))),
             "faces_by_size": _ordered(faces_by_size, [name for name, _, _ in SIZE_BUCKETS]),
-            "skipped": {**scene_set.problems, "undecodable": list(undecodable)},
+            "skipped": {**scene_set.problems, "outside_image": list(outside), "undecodable": list(undecodable)},
             "unannotated_images": len(scene_set.unannotated_images),
         },
         "timing": {"seconds_per_photo": seconds_per_photo},
@@ -863,15 +1001,15 @@ def write_scene_report(report_dir, results, by_iou, settings, model_path, scene_
         "faces": faces,
         "false_alarms": alarms,
     }
-    write_json_atomic(report_dir / "report.json", report)
-    write_text_atomic(report_dir / "summary.md", scenes_markdown(report))
     classifier = primary["classifier"]
-    if classifier["faces"]:
-        plot_confusion_matrix(classifier["confusion_matrix"], list(class_names), report_dir / "confusion_matrix.png",
-                              title=f"Matched faces (IoU {settings['iou']:g})")
-    plot_recall_by_size(by_iou, report_dir / "recall_by_size.png", settings["iou"])
     sections = gallery_sections(results, primary, class_names, settings["incorrect_as_without"])
-    plot_gallery(results, sections, report_dir / "gallery.png")
+    writers = [("report.json", _json_writer(report)), ("summary.md", _text_writer(scenes_markdown(report)))]
+    if classifier["faces"]:
+        writers.append(("confusion_matrix.png", lambda tmp: plot_confusion_matrix(
+            classifier["confusion_matrix"], list(class_names), tmp, title=f"Matched faces (IoU {settings['iou']:g})")))
+    writers.append(("recall_by_size.png", lambda tmp: plot_recall_by_size(by_iou, tmp, settings["iou"])))
+    writers.append(("gallery.png", lambda tmp: plot_gallery(results, sections, tmp)))
+    _write_report_files(report_dir, writers)
     return report
 
 
@@ -883,7 +1021,7 @@ def evaluate_scenes(scenes_dir, model_path=None, report_dir=None, iou_threshold=
                     mask_threshold=None, incorrect_as_without=False, progress=True, out=None, pipeline=None,
                     threads=None, upscale=None):
     """The ``evaluate.py --scenes`` command. Returns an exit code (1 when something was skipped)."""
-    from .cli import EXIT_OK, EXIT_PARTIAL, warn
+    from .cli import EXIT_OK, EXIT_PARTIAL, say, warn
     from .faces import SMALL_PHOTO_UPSCALE
     from .pipeline import DEFAULT_FACE_CONFIDENCE, load_pipeline
 
@@ -892,16 +1030,22 @@ def evaluate_scenes(scenes_dir, model_path=None, report_dir=None, iou_threshold=
     if not 0.0 < iou_threshold <= 1.0:
         raise MaskDetectionError(f"--iou must be in (0, 1], got {iou_threshold}")
     face_confidence = DEFAULT_FACE_CONFIDENCE if face_confidence is None else face_confidence
+    annotations_dir, images_dir = _layout(scenes_dir)
+    report_dir = Path(report_dir) if report_dir else default_report_dir(scenes_dir)
+    # Before the slow part: an unwritable report folder, or one that is an input folder, fails at once.
+    check_report_dir(report_dir, input_folders=[annotations_dir, images_dir])
     scene_set = load_scene_set(scenes_dir)
+    check_report_dir(report_dir, input_files=scene_inputs(scene_set), report_files=SCENE_REPORT_FILES)
     for kind, messages in scene_set.problems.items():
         for message in messages:
             warn(f"skipped ({kind.replace('_', ' ')}): {message}")
     if pipeline is None:
-        pipeline = load_pipeline(model_path, face_confidence, mask_threshold, threads=threads, upscale=upscale)
+        pipeline = load_pipeline(model_path, face_confidence, mask_threshold, threads=threads, upscale=upscale,
+                                 warn=warn)
     class_names = pipeline.class_names
-    results, undecodable, seconds = run_scenes(pipeline, scene_set, progress=progress)
+    results, undecodable, seconds, outside = run_scenes(pipeline, scene_set, progress=progress)
     if not results:
-        raise DatasetError(f"no scene image of {scenes_dir} could be decoded")
+        raise DatasetError(f"no scene image of {display_path(scenes_dir)} could be decoded")
     ious = sorted({float(iou_threshold), *REPORTED_IOUS})
     by_iou = {_iou_key(v): score_scenes(results, class_names, v, incorrect_as_without) for v in ious}
     settings = {
@@ -912,21 +1056,20 @@ def evaluate_scenes(scenes_dir, model_path=None, report_dir=None, iou_threshold=
         "detection_upscale": getattr(pipeline.detector, "upscale", 1.0),
         "min_face": pipeline.min_face,
         "incorrect_as_without": bool(incorrect_as_without),
-        "detector": str(getattr(pipeline.detector, "model_path", "")),
+        "detector": display_path(getattr(pipeline.detector, "model_path", "")),
     }
-    report_dir = Path(report_dir) if report_dir else default_report_dir(scenes_dir)
     used_model = getattr(pipeline.classifier, "path", model_path)
     write_scene_report(report_dir, results, by_iou, settings, used_model, scene_set, undecodable, class_names,
-                       seconds, scenes_dir)
+                       seconds, scenes_dir, outside)
     h = by_iou[_iou_key(iou_threshold)]["headline"]
     unmatched = "n/a" if h["unmatched_per_image"] is None else f"{h['unmatched_per_image']:.2f}"
-    print(f"{len(results)} photos, {len(by_iou[_iou_key(iou_threshold)]['_faces'])} annotated faces; "
-          f"slice ({h['slice']}, IoU {iou_threshold:g}): detection recall {_pct(h['detection_recall'])}, "
-          f"unmatched detections per photo {unmatched}, balanced accuracy {_pct(h['balanced_accuracy'])} "
-          f"-> targets {'met' if h['meets_targets'] else 'not met'}", file=out)
-    print(f"report written to {report_dir}/ (summary.md, report.json, confusion_matrix.png, recall_by_size.png, "
-          f"gallery.png)", file=out, flush=True)
-    skipped = sum(len(v) for v in scene_set.problems.values()) + len(undecodable)
+    say(f"{len(results)} photos, {len(by_iou[_iou_key(iou_threshold)]['_faces'])} annotated faces; "
+        f"slice ({h['slice']}, IoU {iou_threshold:g}): detection recall {_pct(h['detection_recall'])}, "
+        f"unmatched detections per photo {unmatched}, balanced accuracy {_pct(h['balanced_accuracy'])} "
+        f"-> targets {'met' if h['meets_targets'] else 'not met'}", file=out)
+    say(f"report written to {display_path(report_dir)}/ (summary.md, report.json, confusion_matrix.png, "
+        f"recall_by_size.png, gallery.png)", file=out)
+    skipped = sum(len(v) for v in scene_set.problems.values()) + len(undecodable) + len(outside)
     return EXIT_PARTIAL if skipped else EXIT_OK
 
 
@@ -936,35 +1079,50 @@ def evaluate_scenes(scenes_dir, model_path=None, report_dir=None, iou_threshold=
 def evaluate_folder(folder, model_path=None, report_dir=None, mask_threshold=None, batch_size=32, progress=True,
                     out=None, classifier=None, threads=None):
     """The ``evaluate.py --folder`` command: a labelled folder of face crops. Returns an exit code."""
+    import cv2
     from tqdm import tqdm
 
-    from .cli import EXIT_OK, EXIT_PARTIAL, warn
-    from .dataset import find_classes, list_class_files
-    from .fileio import write_json_atomic, write_text_atomic
+    from .cli import EXIT_OK, EXIT_PARTIAL, say, warn
+    from .dataset import find_classes, scan_class_folder
     from .images import decode_image, to_model_input
     from .metrics import (classification_figures, classification_report_text, plot_confusion_matrix,
                           plot_pr_curves, plot_roc_curves, score_curve_figures)
     from .model import load_classifier
-    from .pipeline import check_mask_threshold, decide
+    from .pipeline import MASK_CLASS, check_mask_threshold, decide
 
     out = out or sys.stdout
     check_mask_threshold(mask_threshold)
     folder = Path(folder)
+    shown_folder = display_path(folder)
     folder_classes = find_classes(folder)
-    files = {name: list_class_files(folder / name) for name in folder_classes}
+    class_dirs = [folder / name for name in folder_classes]
+    report_dir = Path(report_dir) if report_dir else default_report_dir(folder)
+    # Before the slow part. Class folders are read recursively: the report may not go anywhere inside one.
+    check_report_dir(report_dir, inside_forbidden=class_dirs)
+    unreadable = []
+    files = {}
+    for name in folder_classes:
+        files[name], broken = scan_class_folder(folder / name, warn=_default_warn)
+        unreadable.extend(f"{name}/{rel}: {reason}" for rel, reason in broken)
     if not any(files.values()):
-        raise DatasetError(f"no files in the class folders of {folder}")
+        raise DatasetError(f"no files in the class folders of {shown_folder}")
+    check_report_dir(report_dir, input_files=[folder / name / rel for name in folder_classes for rel in files[name]],
+                     report_files=FOLDER_REPORT_FILES)
     if classifier is None:
-        classifier = load_classifier(model_path, threads=threads)
+        classifier = load_classifier(model_path, threads=threads, warn=warn)
     class_names = list(classifier.class_names)
+    if mask_threshold is not None and MASK_CLASS not in class_names:
+        warn(f"--mask-threshold {mask_threshold:g} is ignored: the model has no {MASK_CLASS} class "
+             f"({', '.join(class_names)}); each image gets its most probable class")
     unknown = [name for name in folder_classes if name not in class_names]
     known = [name for name in folder_classes if name in class_names]
     for name in unknown:
-        warn(f"skipped: class folder {folder / name} ({len(files[name])} files) is not a class of the model "
-             f"({', '.join(class_names)})")
+        warn(f"skipped: class folder {display_path(folder / name)} ({len(files[name])} files) is not a class of "
+             f"the model ({', '.join(class_names)})")
     if not known:
-        raise DatasetError(f"none of the class folders of {folder} ({', '.join(folder_classes)}) is a class of the "
-                           f"model ({', '.join(class_names)})")
+        raise DatasetError(f"none of the class folders of {shown_folder} ({', '.join(folder_classes)}) is a class "
+                           f"of the model ({', '.join(class_names)})")
+    unreadable = [message for message in unreadable if message.split("/", 1)[0] in known]
     candidates = [(class_names.index(name), f"{name}/{rel}") for name in known for rel in files[name]]
     y_true, probabilities, undecodable = [], [], []
     batch, batch_labels = [], []
@@ -979,55 +1137,75 @@ def evaluate_folder(folder, model_path=None, report_dir=None, mask_threshold=Non
     for label, rel in tqdm(candidates, desc="images", unit="img", file=sys.stderr, disable=not progress, leave=False):
         try:
             rgb = decode_image(folder / rel, max_side=classifier.input_size)
+            face = to_model_input(rgb, classifier.input_size)
         except ImageDecodeError as exc:
-            undecodable.append(str(exc))
-            tqdm.write(f"warning: skipped: {exc}", file=sys.stderr)
+            undecodable.append(safe_text(exc))
+            _default_warn(f"skipped: {exc}")
             continue
-        batch.append(to_model_input(rgb, classifier.input_size))
+        except (MemoryError, cv2.error) as exc:
+            # One picture too big for memory is one failed file, not a lost run.
+            reason = "out of memory" if isinstance(exc, MemoryError) else f"OpenCV error: {_last_line(exc)}"
+            undecodable.append(safe_text(f"{rel}: {reason}"))
+            _default_warn(f"skipped {rel}: {reason}")
+            continue
+        del rgb
+        batch.append(face)
         batch_labels.append(label)
         if len(batch) >= batch_size:
             flush()
     flush()
     if not y_true:
-        raise DatasetError(f"no image in {folder} could be decoded")
+        raise DatasetError(f"no image in {shown_folder} could be decoded")
     probabilities = np.concatenate(probabilities)
     y_true = np.asarray(y_true)
     y_pred = decide(probabilities, class_names, mask_threshold)
-    figures = classification_figures(y_true, y_pred, class_names)
-    figures["curves"] = score_curve_figures(y_true, probabilities, class_names)
-    report_dir = Path(report_dir) if report_dir else default_report_dir(folder)
+    with _quiet_metrics():
+        figures = classification_figures(y_true, y_pred, class_names)
+        figures["curves"] = score_curve_figures(y_true, probabilities, class_names)
+        text = classification_report_text(y_true, y_pred, class_names)
     report = {
         "kind": "folder",
-        "folder": str(folder),
-        "model": str(getattr(classifier, "path", model_path)),
+        "folder": shown_folder,
+        "model": display_path(getattr(classifier, "path", model_path)),
         "class_names": class_names,
         "mask_threshold": mask_threshold,
         "images": int(len(y_true)),
         "images_by_class": {name: int((y_true == i).sum()) for i, name in enumerate(class_names)},
-        "skipped": {"undecodable": undecodable, "unknown_class_folders": unknown},
+        "skipped": {"undecodable": undecodable, "unreadable": [safe_text(m) for m in unreadable],
+                    "unknown_class_folders": [safe_text(name) for name in unknown]},
         **figures,
     }
-    write_json_atomic(report_dir / "report.json", report)
-    text = classification_report_text(y_true, y_pred, class_names)
     curve_lines = [f"- {name}: ROC AUC {v['roc_auc']:.4f}, average precision {v['average_precision']:.4f}"
                    for name, v in figures["curves"].items() if v["roc_auc"] is not None]
-    md = [f"# Folder evaluation: {folder}", "", f"Model `{report['model']}`; {len(y_true)} face images "
+    md = [f"# Folder evaluation: {shown_folder}", "", f"Model `{report['model']}`; {len(y_true)} face images "
           f"({', '.join(f'{k} {v}' for k, v in report['images_by_class'].items())}); skipped: "
-          f"{len(undecodable)} undecodable, {len(unknown)} class folders unknown to the model.", "",
+          f"{len(undecodable)} undecodable, {len(unreadable)} unreadable, {len(unknown)} class folders unknown to "
+          f"the model.", "",
           f"Accuracy {_pct(figures['accuracy'], 2)}, balanced accuracy {_pct(figures['balanced_accuracy'], 2)}.", "",
           "```", text.rstrip(), "```", "", "| true \\ predicted | " + " | ".join(class_names) + " |",
           "|---|" + "---|" * len(class_names)]
     md += [f"| {name} | " + " | ".join(str(v) for v in row) + " |"
            for name, row in zip(class_names, figures["confusion_matrix"])]
     md += ["", *curve_lines, "", "Plots: `confusion_matrix.png`, `roc.png`, `precision_recall.png`.", ""]
-    write_text_atomic(report_dir / "summary.md", "\n".join(md))
-    plot_confusion_matrix(figures["confusion_matrix"], class_names, report_dir / "confusion_matrix.png",
-                          title=f"{folder.name}")
-    plot_roc_curves(y_true, probabilities, class_names, report_dir / "roc.png")
-    plot_pr_curves(y_true, probabilities, class_names, report_dir / "precision_recall.png")
-    print(text.rstrip(), file=out)
-    print(f"accuracy {_pct(figures['accuracy'], 2)}, balanced accuracy {_pct(figures['balanced_accuracy'], 2)} on "
-          f"{len(y_true)} images", file=out)
-    print(f"report written to {report_dir}/ (summary.md, report.json, confusion_matrix.png, roc.png, "
-          f"precision_recall.png)", file=out, flush=True)
-    return EXIT_PARTIAL if undecodable or unknown else EXIT_OK
+
+    def curves(plot):
+        def write(tmp):
+            with _quiet_metrics():
+                plot(y_true, probabilities, class_names, tmp)
+
+        return write
+
+    _write_report_files(report_dir, [
+        ("report.json", _json_writer(report)),
+        ("summary.md", _text_writer("\n".join(md))),
+        ("confusion_matrix.png", lambda tmp: plot_confusion_matrix(figures["confusion_matrix"], class_names, tmp,
+                                                                   title=display_path(folder.name))),
+        ("roc.png", curves(plot_roc_curves)),
+        ("precision_recall.png", curves(plot_pr_curves)),
+    ])
+    say(text.rstrip(), file=out)
+    say(f"accuracy {_pct(figures['accuracy'], 2)}, balanced accuracy {_pct(figures['balanced_accuracy'], 2)} on "
+        f"{len(y_true)} images", file=out)
+    say(f"report written to {display_path(report_dir)}/ (summary.md, report.json, confusion_matrix.png, roc.png, "
+        f"precision_recall.png)", file=out)
+    return EXIT_PARTIAL if undecodable or unreadable or unknown else EXIT_OK

@@ -5,7 +5,6 @@ Every export checks itself before it is written: the exported model must agree w
 accuracy. A refused export leaves no file behind.
 """
 
-import contextlib
 import json
 import time
 import warnings
@@ -15,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from . import INPUT_SIZE
-from .errors import DatasetError, ModelError
-from .fileio import atomic_path
-from .model import file_sha256
+from .errors import DatasetError, ModelError, OutputError
+from .fileio import atomic_paths, check_writable, display_path, refuse_overwriting_inputs, same_file
+from .model import file_sha256, metadata_path
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 DESCRIPTIONS = {
@@ -225,14 +224,16 @@ def write_checked(tflite_bytes, out, reference_probs, check, metadata_for, threa
     """
     from .litert import LiteRTClassifier
 
+    from .model import check_output_width
+
     out = Path(out)
-    meta_path = out.with_suffix(".json")
-    with contextlib.ExitStack() as stack:
-        tmp_model = stack.enter_context(atomic_path(out))
-        tmp_meta = stack.enter_context(atomic_path(meta_path))
+    meta_path = metadata_path(out)
+    # The .tflite and its metadata are one group: both replaced, or neither (disk full, Ctrl-C, a refusal).
+    with atomic_paths([out, meta_path]) as (tmp_model, tmp_meta):
         tmp_model.write_bytes(tflite_bytes)
         probe_meta = metadata_for({}, len(tflite_bytes))
         exported = LiteRTClassifier(tmp_model, probe_meta, threads=threads)
+        check_output_width(exported, out)  # as detection will load it (logits get a softmax there too)
         probs = predict_all(exported, check.images)
         if probs.shape != reference_probs.shape:
             raise ModelError(f"export refused: the exported model outputs {probs.shape[1:]} per image, the Keras "
@@ -258,14 +259,37 @@ def format_size(n):
     return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
 
 
-def export_models(model_path, quantizations, calibration_path=None, out=None, fmt="tflite", log=print, warn=None):
+def check_export_outputs(model_path, targets, calibration_path=None):
+    """Before any slow work: every output (.tflite and its .json) is writable and none of them is an input (the
+    .keras model, its metadata, its split record, the calibration arrays)."""
+    model_path = Path(model_path)
+    model_meta = metadata_path(model_path)
+    for quantize, target in targets.items():
+        if same_file(metadata_path(target), model_meta):
+            raise OutputError(
+                f"refusing to write {display_path(metadata_path(target))}: it is the metadata of the model "
+                f"{display_path(model_path)}, and an export writes its own beside {display_path(target)}; give "
+                f"--out another name, e.g. {display_path(default_output_path(model_path, quantize))}")
+    inputs = [model_path, model_meta, split_record_path(model_path)]
+    if calibration_path is not None:
+        inputs.append(calibration_path)
+    outputs = [p for target in targets.values() for p in (Path(target), metadata_path(target))]
+    refuse_overwriting_inputs(outputs, inputs)
+    for path in outputs:
+        check_writable(path)
+
+
+def export_models(model_path, quantizations, calibration_path=None, out=None, fmt="tflite", log=print, warn=None,
+                  warning=None):
     """Export ``model_path`` once per quantization; returns {quantization: output path or None when refused}.
 
     Raises ModelError when the only requested export is refused; with several, each refusal is reported through
-    ``warn`` and the rest go on.
+    ``warn`` and the rest go on. ``warning(message)``: problems worked around (default: ``log("warning: ...")``).
+    Outputs are checked before the slow part: writable, and none of them one of the inputs.
     """
+    warning = warning or (lambda message: log(f"warning: {message}"))
     from ._tf import tf
-    from .model import KerasClassifier, load_keras_model, read_metadata
+    from .model import KerasClassifier, check_output_width, load_keras_model, read_metadata
 
     if fmt not in FORMATS:
         raise ModelError(f"unsupported export format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -278,7 +302,9 @@ def export_models(model_path, quantizations, calibration_path=None, out=None, fm
     if out is not None and len(quantizations) != 1:
         raise ModelError("--out names one file: give a single --quantize with it")
     if out is not None and Path(out).suffix.lower() != ".tflite":
-        raise ModelError(f"--out {out}: the file name must end in .tflite")
+        raise ModelError(f"--out {display_path(out)}: the file name must end in .tflite")
+    targets = {q: Path(out) if out is not None else default_output_path(model_path, q) for q in quantizations}
+    check_export_outputs(model_path, targets, calibration_path)
     metadata = read_metadata(model_path)
     input_size = int(metadata.get("input_size", INPUT_SIZE))
     check = load_check_data(model_path, calibration_path, metadata["class_names"], input_size,
@@ -287,12 +313,13 @@ def export_models(model_path, quantizations, calibration_path=None, out=None, fm
 
     model = load_keras_model(model_path)
     reference = KerasClassifier(model, metadata)
+    check_output_width(reference, model_path, warn=warning)  # a foreign model fails now, not per export
     reference_probs = predict_all(reference, check.images)
     tf_version = tf().__version__
     model_sha256 = file_sha256(model_path)
     results = {}
     for quantize in quantizations:
-        target = Path(out) if out is not None else default_output_path(model_path, quantize)
+        target = targets[quantize]
         started = time.perf_counter()
         try:
             flatbuffer = convert(model, quantize, check.calibration)
@@ -301,8 +328,11 @@ def export_models(model_path, quantizations, calibration_path=None, out=None, fm
                 return exported_metadata(metadata, model_path, model_sha256, quantize, size, figures,
                                          check.description, tf_version)
 
-            figures = write_checked(flatbuffer, target, reference_probs, check, metadata_for)
-        except ModelError as exc:
+            try:
+                figures = write_checked(flatbuffer, target, reference_probs, check, metadata_for)
+            except OSError as exc:  # e.g. disk full: neither file of this export is left behind
+                raise OutputError(f"cannot write {display_path(target)}: {exc.strerror or exc}") from None
+        except (ModelError, OutputError) as exc:
             if len(quantizations) == 1:
                 raise
             (warn or log)(str(exc))

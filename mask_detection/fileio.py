@@ -1,34 +1,102 @@
-"""Atomic writes: a temporary file in the target folder, then a rename, so no half-written output."""
+"""Safe outputs: atomic writes (a temporary file beside the target, then a rename), groups of files replaced
+together, checks made before any slow work (the target is writable, it is none of the run's inputs), and file
+names shown safely whatever bytes they hold."""
 
 import contextlib
 import os
+import re
+import signal
 import tempfile
+import threading
 from pathlib import Path
+
+from .errors import OutputError
+
+# Signals held back while a group of finished files is renamed into place, so an interrupt cannot leave half
+# the group old and half new.
+_DEFERRED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def display_path(path):
+    """``path`` as printable text: bytes that are not UTF-8 (Linux names are bytes) shown as ``\\xe9`` escapes."""
+    return safe_text(os.fspath(path) if not isinstance(path, str) else path)
+
+
+def safe_text(text):
+    """Text that any UTF-8 stream can print: undecodable file-name bytes (lone surrogates) become escapes."""
+    text = str(text)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # surrogates that are not escaped bytes
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _default_mode():
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def temporary_path(path, suffix=None):
+    """A new, empty temporary file beside ``path`` (hidden, ASCII name, the permissions a plain open() gives).
+
+    The name is plain ASCII on purpose: OpenCV's writers crash on names that are not valid UTF-8.
+    ``suffix``: the temporary file's ending (writers such as np.savez, Keras and matplotlib choose the format by
+    it); by default the target's own.
+    """
+    path = Path(path)
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", path.stem)[:40] or "output"
+    ending = suffix if suffix is not None else path.suffix
+    if not re.fullmatch(r"[.A-Za-z0-9_-]*", ending):
+        ending = ""
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.tmp-", suffix=ending, dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, _default_mode())  # mkstemp makes the file private (0600)
+    return Path(tmp)
 
 
 @contextlib.contextmanager
 def atomic_path(path, suffix=None):
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
-
-    ``suffix`` is the temporary file's ending (some writers pick the format from it, e.g. ``.png``,
-    ``.keras``); by default the target's own suffix.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The temporary name keeps the real ending: np.savez, Keras and matplotlib choose by it.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=suffix or path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    # mkstemp makes the file private (0600); give it the permissions a plain open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    try:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    with atomic_paths([path], suffixes=[suffix]) as (tmp,):
         yield tmp
-        os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_paths(paths, suffixes=None):
+    """Yield one temporary path per target; if the block succeeds, rename them all onto their targets.
+
+    All files of a group are replaced together or not at all: on any failure (disk full, Ctrl-C, an error) the
+    temporaries are removed and every old file is kept. The renames run with interrupts held back.
+    """
+    paths = [Path(p) for p in paths]
+    suffixes = list(suffixes) if suffixes is not None else [None] * len(paths)
+    temporaries = []
+    try:
+        for path, suffix in zip(paths, suffixes):
+            path.parent.mkdir(parents=True, exist_ok=True)  # OSError as it is: callers say what failed
+            temporaries.append(temporary_path(path, suffix))
+        yield temporaries
+        with signals_held():
+            for tmp, path in zip(temporaries, paths):
+                os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        for tmp in temporaries:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Hold SIGINT/SIGTERM/SIGHUP back for the duration (main thread only; elsewhere signals do not arrive)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def write_text_atomic(path, text):
@@ -40,3 +108,61 @@ def write_json_atomic(path, obj):
     import json
 
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def check_writable(path, folder=False):
+    """Raise OutputError unless ``path`` (a file, or a folder with ``folder=True``) can be written.
+
+    Called before the slow part of a command, so an unwritable target fails at once, not after all the work.
+    Creates nothing: the nearest existing ancestor must be a folder in which a file can be created.
+    """
+    path = Path(path)
+    try:
+        return _check_writable(path, folder)
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise OutputError(f"cannot write {display_path(path)}: {exc.strerror or exc}") from None
+
+
+def _check_writable(path, folder):
+    shown = display_path(path)
+    if path.exists():
+        if folder and not path.is_dir():
+            raise OutputError(f"cannot write into {shown}: it is a file, not a folder")
+        if not folder and path.is_dir():
+            raise OutputError(f"cannot write {shown}: it is a folder")
+    ancestor = path if folder and path.is_dir() else path.parent
+    while not ancestor.exists():
+        if ancestor.is_symlink():
+            raise OutputError(f"cannot write {shown}: {display_path(ancestor)} is a broken link")
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"cannot write {shown}: {display_path(ancestor)} is not a folder")
+    try:
+        probe = temporary_path(ancestor / "probe")
+    except OSError as exc:
+        raise OutputError(f"cannot write {shown}: {display_path(ancestor)}: {exc.strerror or exc}") from None
+    probe.unlink()
+    return path
+
+
+def same_file(a, b):
+    """Whether two paths name the same file: through links, hard links and other spellings (``d/../d/x``)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): compare what they would resolve to
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def refuse_overwriting_inputs(outputs, inputs):
+    """Raise OutputError when any output path is one of the input files or folders (a command never writes over
+    its own inputs). ``outputs`` and ``inputs`` are iterables of paths."""
+    inputs = [Path(p) for p in inputs]
+    for output in outputs:
+        for source in inputs:
+            if same_file(output, source):
+                same = "" if os.fspath(output) == os.fspath(source) else f" ({display_path(source)})"
+                if os.path.isdir(source):
+                    raise OutputError(f"refusing to write into {display_path(output)}: it is one of this run's "
+                                      f"input folders{same}, whose files would be read as inputs")
+                raise OutputError(f"refusing to write {display_path(output)}: it is one of this run's "
+                                  f"inputs{same}")

@@ -4,6 +4,7 @@ Files are decoded by content (Pillow sniffs the format), never by extension: the
 PNG and WebP files named ``.jpg``, RGBA and palette PNGs, grayscale and 16-bit pictures.
 """
 
+import errno
 import io
 import os
 import struct
@@ -14,6 +15,7 @@ import numpy as np
 
 from . import INPUT_SIZE
 from .errors import ImageDecodeError
+from .fileio import display_path
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
@@ -22,6 +24,11 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", "
 _MAX_PAD_SIDE = 4096
 
 _TRANSPARENT_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+# Photos larger than this (longer side) are decoded at reduced size for detection: a 12000 x 12000 photo took
+# 12.8 GB at full size, while YuNet finds faces from about 10 px, so at 4096 px only faces under about 0.25%
+# of the photo's side are lost.
+MAX_PHOTO_SIDE = 4096
 
 
 def _decode_error(path_text, reason):
@@ -45,6 +52,21 @@ def decode_image(source, max_side=None):
     so large JPEGs are decoded at 1/2, 1/4 or 1/8 scale (never below ``max_side``), which is much
     faster and smaller. Raises ImageDecodeError for anything that is not a readable picture.
     """
+    return _decode(source, draft_side=max_side)[0]
+
+
+def decode_photo(source, limit_side=MAX_PHOTO_SIDE):
+    """(RGB uint8 array, (height, width) of the full picture): a photo bounded to ``limit_side`` on its longer side.
+
+    A 12000 x 12000 photo would take gigabytes to decode and far more to run detection on; above
+    ``limit_side`` the picture is decoded at reduced JPEG scale where possible, then shrunk (aspect kept).
+    Callers scale what they find by ``full size / returned size`` to report it in the original's pixels.
+    """
+    rgb, full_size = _decode(source, draft_side=limit_side, limit_side=limit_side)
+    return rgb, full_size
+
+
+def _decode(source, draft_side=None, limit_side=None):
     from PIL import Image, ImageOps
 
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -54,8 +76,8 @@ def decode_image(source, max_side=None):
             raise _decode_error(path_text, "empty data")
         opener = lambda: io.BytesIO(data)  # noqa: E731
     else:
-        path_text = os.fspath(source)
-        path = Path(path_text)
+        path_text = display_path(source)
+        path = Path(os.fspath(source))
         try:
             if not path.is_file():
                 raise _decode_error(path_text, "no such file" if not path.exists() else "not a file")
@@ -70,14 +92,21 @@ def decode_image(source, max_side=None):
             # A DecompressionBombWarning (huge but allowed picture) is not worth a line per file.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(stream)
-            if max_side and img.format == "JPEG":
-                img.draft("RGB", (int(max_side), int(max_side)))
+            stored_width, stored_height = img.size
+            if draft_side and img.format == "JPEG" and (limit_side is None or max(img.size) > limit_side):
+                img.draft("RGB", (int(draft_side), int(draft_side)))
             img.load()
+            loaded_size = img.size
             try:
                 img = ImageOps.exif_transpose(img)
             except Exception:  # a broken EXIF block should not lose a readable picture
                 pass
+            turned = img.size != loaded_size  # a quarter turn swaps the sides
+            full_size = (stored_width, stored_height) if turned else (stored_height, stored_width)
             rgb = _to_rgb(img)
+            del img
+            if limit_side is not None and max(rgb.shape[:2]) > limit_side:
+                rgb = _shrink_to(rgb, limit_side)
     except ImageDecodeError:
         raise
     except (Image.UnidentifiedImageError, Image.DecompressionBombError) as exc:
@@ -90,7 +119,16 @@ def decode_image(source, max_side=None):
         raise _decode_error(path_text, "out of memory while decoding") from None
     if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise _decode_error(path_text, f"empty picture {rgb.shape}")
-    return rgb
+    return rgb, full_size
+
+
+def _shrink_to(rgb, side):
+    import cv2
+
+    height, width = rgb.shape[:2]
+    factor = side / max(height, width)
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
 def _to_rgb(img):
@@ -161,14 +199,27 @@ def to_model_input(rgb, size=INPUT_SIZE):
     return cv2.resize(image, (size, size), interpolation=interpolation)
 
 
-def list_images(folder):
-    """Picture files directly in ``folder`` by extension, sorted by name, hidden files skipped."""
+def list_images(folder, warn=None):
+    """Picture files directly in ``folder`` by extension, sorted by name, hidden files skipped.
+
+    Broken links and link loops cannot be read: each is skipped with one ``warn`` line (when given).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         reason = "no such folder" if not folder.exists() else "not a folder"
-        raise ImageDecodeError(f"cannot list images in {folder}: {reason}")
-    return sorted(
-        entry
-        for entry in folder.iterdir()
-        if not entry.name.startswith(".") and entry.suffix.lower() in IMAGE_EXTENSIONS and entry.is_file()
-    )
+        raise ImageDecodeError(f"cannot list images in {display_path(folder)}: {reason}")
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        try:
+            entry.stat()
+        except OSError as exc:
+            if warn is not None:
+                why = "a link loop" if exc.errno == errno.ELOOP else "a broken link" if entry.is_symlink() else (
+                    exc.strerror or str(exc))
+                warn(f"skipped {display_path(entry)}: {why}")
+            continue
+        if entry.suffix.lower() in IMAGE_EXTENSIONS and entry.is_file():
+            found.append(entry)
+    return found

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import INPUT_SIZE
 from .errors import ModelError
-from .model import image_batch
+from .fileio import display_path
+from .model import image_batch, metadata_input_size, softmax
 
 
 def default_threads():
@@ -86,30 +86,32 @@ class LiteRTClassifier:
     """
 
     backend = "litert"
+    softmax_outputs = False  # set by model.check_output_width for a model that outputs logits
 
     def __init__(self, path, metadata, threads=None):
         self.path = Path(path)
+        self._shown = display_path(self.path)  # printable whatever bytes the name holds
         self.metadata = metadata
         self.class_names = list(metadata["class_names"])
-        self.input_size = int(metadata.get("input_size", INPUT_SIZE))
+        self.input_size = metadata_input_size(metadata)
         self.threads = default_threads() if threads is None else int(threads)
         if self.threads < 1:
             raise ModelError(f"threads must be at least 1, got {threads}")
         if not self.path.is_file():
-            raise ModelError(f"model file {self.path} does not exist")
+            raise ModelError(f"model file {self._shown} does not exist")
         try:
             self._content = self.path.read_bytes()
         except OSError as exc:
-            raise ModelError(f"cannot read model {self.path}: {exc.strerror or exc}") from None
+            raise ModelError(f"cannot read model {self._shown}: {exc.strerror or exc}") from None
         self._interpreter = self._load_interpreter()
         inp, out = self._interpreter.get_input_details(), self._interpreter.get_output_details()
         if len(inp) != 1 or len(out) != 1:
-            raise ModelError(f"model {self.path} has {len(inp)} inputs and {len(out)} outputs; "
+            raise ModelError(f"model {self._shown} has {len(inp)} inputs and {len(out)} outputs; "
                              "expected one image input and one probability output")
         inp, out = inp[0], out[0]
         shape = tuple(int(s) for s in inp["shape_signature"])
         if len(shape) != 4 or shape[1:] != (self.input_size, self.input_size, 3):
-            raise ModelError(f"model {self.path} takes input of shape {shape}, expected "
+            raise ModelError(f"model {self._shown} takes input of shape {shape}, expected "
                              f"(N, {self.input_size}, {self.input_size}, 3) as its metadata says")
         self._input_index, self._output_index = inp["index"], out["index"]
         self.input_dtype = np.dtype(inp["dtype"])
@@ -118,13 +120,13 @@ class LiteRTClassifier:
             self._in_quant = _quantization(inp)
             self._out_quant = _quantization(out)
         except ValueError as exc:
-            raise ModelError(f"model {self.path}: {exc}") from None
+            raise ModelError(f"model {self._shown}: {exc}") from None
         if self.input_dtype.kind in "iu" and self._in_quant is None and self.input_dtype != np.uint8:
-            raise ModelError(f"model {self.path} takes unquantised {self.input_dtype} input; expected uint8, "
+            raise ModelError(f"model {self._shown} takes unquantised {self.input_dtype} input; expected uint8, "
                              "float or a quantised integer type")
 
     def _load_interpreter(self):
-        return load_interpreter(self._content, self.threads, f"model {self.path}")
+        return load_interpreter(self._content, self.threads, f"model {self._shown}")
 
     def _to_input(self, batch):
         dtype = self.input_dtype
@@ -153,9 +155,10 @@ class LiteRTClassifier:
         if len(batch) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
         if batch.shape[1:] != (self.input_size, self.input_size, 3):
-            raise ModelError(f"model {self.path} expects images of {self.input_size}x{self.input_size}x3, "
+            raise ModelError(f"model {self._shown} expects images of {self.input_size}x{self.input_size}x3, "
                              f"got {batch.shape[1:]}")
-        return np.stack([self._run_one(image) for image in batch]).astype(np.float32, copy=False)
+        out = np.stack([self._run_one(image) for image in batch]).astype(np.float32, copy=False)
+        return softmax(out) if self.softmax_outputs else out
 
 
 def _quantization(detail):

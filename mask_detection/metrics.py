@@ -42,15 +42,25 @@ def _pyplot():
     return plt
 
 
-def save_figure(fig, path):
+def save_figure(fig, path, in_place=False):
+    """Write ``fig`` to ``path`` atomically (format from the file name).
+
+    ``in_place``: ``path`` is already a temporary file of a group of outputs that the caller renames together
+    (fileio.atomic_paths), so write it directly.
+    """
     plt = _pyplot()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        if in_place:
+            fig.savefig(path, dpi=110, bbox_inches="tight")
+        else:
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)  # also on failure: open figures pile up in a long-lived process
 
 
-def plot_history(history, path, title="Training"):
-    """Accuracy and loss per epoch, train and validation, side by side."""
+def plot_history(history, path, title="Training", in_place=False):
+    """Accuracy and loss per epoch, train and validation, side by side (``in_place``: see save_figure)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
@@ -64,10 +74,11 @@ def plot_history(history, path, title="Training"):
         ax.set_title(f"{title}: {label.lower()}")
         ax.grid(alpha=0.3)
         ax.legend()
-    save_figure(fig, path)
+    save_figure(fig, path, in_place=in_place)
 
 
-def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
+def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix", in_place=False):
+    """The confusion matrix with its counts (``in_place``: see save_figure)."""
     plt = _pyplot()
     matrix = np.asarray(matrix)
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(class_names), 1.2 + 1.2 * len(class_names)))
@@ -80,7 +91,7 @@ def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
     threshold = matrix.max() / 2 if matrix.size else 0
     for (i, j), value in np.ndenumerate(matrix):
         ax.text(j, i, str(value), ha="center", va="center", color="white" if value > threshold else "black")
-    save_figure(fig, path)
+    save_figure(fig, path, in_place=in_place)
 
 
 def score_curve_figures(y_true, probabilities, class_names):

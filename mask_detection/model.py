@@ -5,12 +5,14 @@ detection cannot drift apart) and ``<name>.json`` beside it (class names, backbo
 """
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from . import INPUT_SIZE
 from .errors import ModelError
+from .fileio import display_path
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 SHIPPED_KERAS_PATH = MODELS_DIR / "mask_detector.keras"
@@ -106,6 +108,13 @@ def read_metadata(model_path):
     return meta
 
 
+def softmax(logits):
+    """Row-wise softmax, computed stably in float64."""
+    z = np.asarray(logits, np.float64)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return (z / z.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
 def image_batch(batch):
     """A uint8 (N, H, W, 3) array from one image or a batch of them."""
     batch = np.asarray(batch, dtype=np.uint8)
@@ -116,6 +125,7 @@ class KerasClassifier:
     """A saved ``.keras`` classifier behind one compiled call: uint8 RGB batch in, class probabilities out."""
 
     backend = "keras"
+    softmax_outputs = False  # set by check_outputs for a model that outputs logits
 
     def __init__(self, model, metadata):
         from ._tf import tf
@@ -124,7 +134,11 @@ class KerasClassifier:
         self.model = model
         self.metadata = metadata
         self.class_names = list(metadata["class_names"])
-        self.input_size = int(metadata.get("input_size", INPUT_SIZE))
+        self.input_size = metadata_input_size(metadata)
+        # (height, width, channels) the model was built for; None entries accept any size.
+        shapes = [tuple(getattr(x, "shape", ()))[1:] for x in getattr(model, "inputs", None) or []]
+        self.input_shape = shapes[0] if len(shapes) == 1 else None
+        self.input_count = len(shapes)
         # One trace for every batch size; model.predict per frame is several times slower.
         spec = t.TensorSpec([None, self.input_size, self.input_size, 3], t.uint8)
         self._call = t.function(lambda x: model(x, training=False), input_signature=[spec])
@@ -133,7 +147,18 @@ class KerasClassifier:
         batch = image_batch(batch)
         if len(batch) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
-        return self._call(batch).numpy().astype(np.float32, copy=False)
+        out = self._call(batch).numpy().astype(np.float32, copy=False)
+        return softmax(out) if self.softmax_outputs else out
+
+
+def metadata_input_size(metadata):
+    try:
+        size = int(metadata.get("input_size", INPUT_SIZE))
+    except (TypeError, ValueError):
+        size = 0
+    if size < 1:
+        raise ModelError(f"model metadata has an invalid input_size {metadata.get('input_size')!r}")
+    return size
 
 
 def load_keras_model(path):
@@ -144,13 +169,38 @@ def load_keras_model(path):
     k = keras()
     path = Path(path)
     if not path.is_file():
-        raise ModelError(f"model file {path} does not exist")
+        raise ModelError(f"model file {display_path(path)} does not exist")
     try:
         with silence_stderr():
             return k.models.load_model(path, compile=False, custom_objects=custom_objects())
     except Exception as exc:  # Keras raises many types for corrupt or foreign files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot load model {path}: {reason[:200]}") from None
+        # Keras says "File not found ... accessible .keras zip file" for a truncated file: say what it is.
+        reason = damaged_keras_reason(path)
+        if reason is None:
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot load model {display_path(path)}: {reason}") from None
+
+
+def damaged_keras_reason(path):
+    """Why ``path`` is not a readable .keras archive (a zip holding config.json), or None if it looks like one."""
+    damaged = "the file is damaged or not a .keras model"
+    try:
+        if not zipfile.is_zipfile(path):
+            with open(path, "rb") as f:
+                head = f.read(4)
+            kind = "empty file" if not head else "truncated zip" if head == b"PK\x03\x04" else "not a zip archive"
+            return f"{damaged} ({kind})"
+        with zipfile.ZipFile(path) as archive:
+            if "config.json" not in archive.namelist():
+                return f"{damaged} (a zip archive without config.json)"
+            bad = archive.testzip()
+            if bad is not None:
+                return f"{damaged} (corrupt entry {bad})"
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror or exc}"
+    except (zipfile.BadZipFile, EOFError, ValueError, RuntimeError) as exc:
+        return f"{damaged} ({str(exc).strip()[:100] or type(exc).__name__})"
+    return None
 
 
 def file_sha256(path):
@@ -184,20 +234,22 @@ def default_model_path(warn=None):
     return SHIPPED_KERAS_PATH
 
 
-def load_classifier(path=None, threads=None):
+def load_classifier(path=None, threads=None, warn=None):
     """Load a classifier for inference, by file type; raises ModelError with a clear message.
 
     ``threads``: CPU threads of the LiteRT interpreter for ``.tflite`` models (default: the number of cores).
     Keras models ignore it: TensorFlow's thread pools can only be set before TensorFlow starts
     (``mask_detection.pipeline.configure_threads``).
+    ``warn(message)``: told about problems that loading works around (a model that outputs logits); the library
+    prints nothing itself.
     """
     if path is None:
-        from .cli import warn
-
+        if warn is None:
+            from .cli import warn
         path = default_model_path(warn)
     path = Path(path)
     if not path.exists():
-        raise ModelError(f"model file {path} does not exist")
+        raise ModelError(f"model file {display_path(path)} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".keras":
         metadata = read_metadata(path)
@@ -208,20 +260,72 @@ def load_classifier(path=None, threads=None):
 
         classifier = LiteRTClassifier(path, read_metadata(path), threads=threads)
     else:
-        raise ModelError(f"unsupported model file {path}: expected a .keras or .tflite file")
-    check_output_width(classifier, path)
+        raise ModelError(f"unsupported model file {display_path(path)}: expected a .keras or .tflite file")
+    check_output_width(classifier, path, warn=warn)
     classifier.path = path
     return classifier
 
 
-def check_output_width(classifier, path):
-    """The model's output must have one column per class name in its metadata."""
-    probe = np.zeros((1, classifier.input_size, classifier.input_size, 3), np.uint8)
+def probe_images(size):
+    """A few distinct synthetic images (black, white, saturated red, blue, noise) to see what a model outputs."""
+    rng = np.random.default_rng(0)
+    images = np.zeros((5, size, size, 3), np.uint8)
+    images[1] = 255
+    images[2, ..., 0] = 255
+    images[3, ..., 2] = 255
+    images[4] = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    return images
+
+
+def check_input_shape(classifier, path):
+    """A Keras model built for another image size than its metadata's input_size is refused: Keras would still
+    run it (global pooling accepts any size) on images resized for another network, and answer nonsense."""
+    shown = display_path(path)
+    count = getattr(classifier, "input_count", 1)
+    if count != 1:
+        raise ModelError(f"model {shown} has {count} inputs; expected one RGB image input")
+    shape = getattr(classifier, "input_shape", None)
+    if shape is None:
+        return
+    expected = (classifier.input_size, classifier.input_size, 3)
+    if len(shape) != 3 or any(have is not None and have != want for have, want in zip(shape, expected)):
+        shown_shape = "x".join("any" if s is None else str(s) for s in shape)
+        raise ModelError(f"model {shown} takes {shown_shape} input, but its metadata says input_size "
+                         f"{classifier.input_size} ({classifier.input_size}x{classifier.input_size}x3 RGB images)")
+
+
+def check_output_width(classifier, path, warn=None):
+    """What the model outputs must be what detection reads: one probability per class name in its metadata.
+
+    Run on a few probe images: non-finite outputs are refused; outputs outside [0, 1] are logits (a model saved
+    without its softmax), so softmax is applied from then on and ``warn`` is told; outputs in [0, 1] whose
+    rows do not sum to 1 (e.g. sigmoid outputs) are refused.
+    """
+    shown = display_path(path)
+    check_input_shape(classifier, path)
+    probe = probe_images(classifier.input_size)
     try:
-        width = classifier.predict(probe).shape[-1]
-    except Exception as exc:
-        raise ModelError(f"model {path} cannot classify a {classifier.input_size}x{classifier.input_size} "
-                         f"RGB image: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc!r}") from None
+        out = np.asarray(classifier.predict(probe), np.float64)
+    except Exception as exc:  # a foreign model can fail in many ways
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else repr(exc)
+        raise ModelError(f"model {shown} cannot classify a {classifier.input_size}x{classifier.input_size} "
+                         f"RGB image: {reason}") from None
+    width = out.shape[-1] if out.ndim == 2 else 0
+    if out.ndim != 2 or len(out) != len(probe):
+        raise ModelError(f"model {shown} outputs shape {out.shape[1:]} per image; expected one probability per "
+                         f"class ({len(classifier.class_names)})")
     if width != len(classifier.class_names):
-        raise ModelError(f"model {path} outputs {width} classes but its metadata names "
+        raise ModelError(f"model {shown} outputs {width} classes but its metadata names "
                          f"{len(classifier.class_names)} ({', '.join(classifier.class_names)})")
+    if not np.isfinite(out).all():
+        raise ModelError(f"model {shown} outputs non-finite values (nan or inf): it is damaged or untrained")
+    tolerance = 0.02  # an int8 export's probabilities are quantised in steps of 1/256
+    if out.min() < -tolerance or out.max() > 1 + tolerance:
+        classifier.softmax_outputs = True
+        if warn is not None:
+            warn(f"model {shown} outputs logits (values from {out.min():.3g} to {out.max():.3g}), not "
+                 "probabilities: applying softmax to them")
+    elif np.abs(out.sum(axis=1) - 1).max() > tolerance:
+        raise ModelError(f"model {shown} does not output probabilities: its outputs lie in 0..1 but do not sum to "
+                         f"1 per image (sums {out.sum(axis=1).min():.3g} to {out.sum(axis=1).max():.3g}; sigmoid "
+                         "outputs?); detection needs a softmax over the classes")

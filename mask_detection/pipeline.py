@@ -4,6 +4,8 @@ Also the image command line's work (``detect_images``): inputs, JSON Lines, read
 """
 
 import json
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -11,8 +13,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import ImageDecodeError, MaskDetectionError, ModelError
+from .errors import ImageDecodeError, MaskDetectionError, ModelError, OutputError
 from .faces import FACE_MARGIN, MIN_FACE_SIZE, SMALL_PHOTO_UPSCALE, crop_face
+from .fileio import atomic_path, check_writable, display_path, refuse_overwriting_inputs
 
 MASK_CLASS = "with_mask"
 DEFAULT_FACE_CONFIDENCE = 0.5
@@ -136,11 +139,12 @@ def configure_threads(cv_threads=None, tf_threads=None):
 
 def load_pipeline(
     model_path=None, face_confidence=DEFAULT_FACE_CONFIDENCE, mask_threshold=None, detector_path=None, detect_size=None,
-    threads=None, upscale=SMALL_PHOTO_UPSCALE,
+    threads=None, upscale=SMALL_PHOTO_UPSCALE, warn=None,
 ):
     """The face detector (checked first: fast) and the classifier, as one pipeline.
 
     ``upscale``: small photos are enlarged by this factor for face detection (1 = never); video passes 1.
+    ``warn``: hears of settings that have no effect (a mask threshold for a model without a with_mask class).
     """
     from .faces import FaceDetector
     from .model import load_classifier
@@ -150,7 +154,10 @@ def load_pipeline(
     check_mask_threshold(mask_threshold)
     configure_threads()
     detector = FaceDetector(detector_path, score_threshold=face_confidence, max_side=detect_size, upscale=upscale)
-    classifier = load_classifier(model_path, threads=threads)
+    classifier = load_classifier(model_path, threads=threads, warn=warn)
+    if mask_threshold is not None and MASK_CLASS not in classifier.class_names and warn is not None:
+        warn(f"the mask threshold {mask_threshold:g} is ignored: the model has no {MASK_CLASS} class "
+             f"({', '.join(classifier.class_names)}); each face gets its most probable class")
     return MaskPipeline(detector, classifier, mask_threshold=mask_threshold)
 
 
@@ -158,7 +165,7 @@ def load_pipeline(
 
 
 class ImageInput(NamedTuple):
-    name: str  # what JSON and messages call it (the path as given, or the demo's name)
+    name: str  # what JSON and messages call it (the path as given, printable; or the demo's name)
     path: Path  # None for in-memory images (the demo)
 
     @property
@@ -169,41 +176,62 @@ class ImageInput(NamedTuple):
 DEMO_NAME = "skimage.data.astronaut"
 
 
-def expand_inputs(paths):
-    """(items, problems): image files from the given files and folders; problems are one-line messages.
+class ImageInputs(NamedTuple):
+    items: list  # ImageInput, in the order given (folders: sorted by name)
+    problems: list  # one-line messages about inputs that cannot be used
+    folders: list  # the folders that were listed
 
-    Fails at once (ImageDecodeError) when a single given input is a missing file or a folder without
-    images, so the user hears about it before the model loads.
+
+def expand_inputs(paths, warn=None):
+    """The image files of the given files and folders, as ImageInputs.
+
+    Fails at once (ImageDecodeError) when no given input is usable (a missing file, a folder without images),
+    so the user hears about it before the model loads. ``warn`` hears of unreadable folder entries (broken
+    links, link loops).
     """
     from .images import list_images
 
-    items, problems = [], []
+    items, problems, folders = [], [], []
     for raw in paths:
         path = Path(raw)
+        shown = display_path(raw)
         if path.is_dir():
-            found = list_images(path)
+            folders.append(path)
+            found = list_images(path, warn=warn)
             if not found:
-                problems.append(f"no images in folder {path}")
-            items.extend(ImageInput(str(p), p) for p in found)
+                problems.append(f"no images in folder {shown}")
+            items.extend(ImageInput(display_path(p), p) for p in found)
         elif path.exists():
-            items.append(ImageInput(str(raw), path))
+            items.append(ImageInput(shown, path))
         else:
-            problems.append(f"cannot decode {raw}: no such file")
+            problems.append(f"cannot decode {shown}: {'broken link' if path.is_symlink() else 'no such file'}")
     if not items:
         raise ImageDecodeError(problems[0] if len(problems) == 1 else "; ".join(problems))
-    return items, problems
+    return ImageInputs(items, problems, folders)
 
 
 def output_targets(items, output, several):
-    """{item index: output file}. ``output`` is a folder when there are several inputs."""
+    """({item index: output file}, output folder or None).
+
+    ``output`` is a folder when it ends with a path separator, is an existing folder, or there are several
+    images; else one picture file. Several images and a picture file name (``out.jpg``) is an error rather than
+    a folder named ``out.jpg``.
+    """
     if output is None:
-        return {}
-    output = Path(output)
-    if not several and not output.is_dir() and not str(output).endswith(("/", "\\")):
-        check_image_suffix(output)
-        return {0: output}
-    if output.exists() and not output.is_dir():
-        raise ImageDecodeError(f"--output {output} must be a folder when there are several images")
+        return {}, None
+    text = os.fspath(output)
+    path = Path(text)
+    folder = text.endswith(("/", os.sep)) or path.is_dir()
+    if several and not folder:
+        from .images import IMAGE_EXTENSIONS
+
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            raise OutputError(f"output {display_path(text)} names one picture, but there are {len(items)} images: "
+                              "give a folder (a name ending in /)")
+        folder = True
+    if not folder:
+        check_image_suffix(path)
+        return {0: path}, None
     targets, used = {}, set()
     for i, item in enumerate(items):
         stem = item.stem
@@ -213,25 +241,42 @@ def output_targets(items, output, several):
             name = f"{stem}_annotated_{n}.jpg"
             n += 1
         used.add(name)
-        targets[i] = output / name
-    return targets
+        targets[i] = path / name
+    return targets, path
+
+
+def check_outputs(inputs, targets, folder):
+    """Before any work: no output is one of the inputs (nor the output folder an input folder), and every output
+    can be written. Raises OutputError."""
+    sources = [item.path for item in inputs.items if item.path is not None] + list(inputs.folders)
+    refuse_overwriting_inputs([*([folder] if folder is not None else []), *targets.values()], sources)
+    if folder is not None:
+        check_writable(folder, folder=True)
+    for target in targets.values():
+        if folder is None:
+            check_writable(target)
 
 
 def check_image_suffix(path):
     import cv2
 
-    if not path.suffix or not cv2.haveImageWriter(str(path)):
-        raise ImageDecodeError(f"cannot write {path}: unsupported image type (use .jpg or .png)")
+    if not path.suffix or not re.fullmatch(r"\.[A-Za-z0-9]+", path.suffix) or not cv2.haveImageWriter(
+            "x" + path.suffix):
+        raise OutputError(f"cannot write {display_path(path)}: unsupported image type (use .jpg or .png)")
 
 
 def write_image(path, bgr):
+    """Encode in memory, then write atomically: a full disk or an unwritable folder is an OutputError."""
     import cv2
 
-    from .fileio import atomic_path
-
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), bgr):
-            raise ImageDecodeError(f"cannot write {path}")
+    ok, encoded = cv2.imencode(Path(path).suffix or ".jpg", bgr)
+    if not ok:
+        raise OutputError(f"cannot write {display_path(path)}: OpenCV cannot encode this picture type")
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(encoded.tobytes())
+    except OSError as exc:
+        raise OutputError(f"cannot write {display_path(path)}: {exc.strerror or exc}") from None
 
 
 def describe(name, detections):
@@ -249,6 +294,21 @@ def describe(name, detections):
             f"(face score {d.score:.2f})"
         )
     return lines
+
+
+def to_full_size(detections, shape, full_shape):
+    """Detections found on a photo decoded at reduced size (``shape``), in the full photo's pixels."""
+    if tuple(shape[:2]) == tuple(full_shape[:2]):
+        return detections
+    from .faces import clip_box
+
+    fy, fx = full_shape[0] / shape[0], full_shape[1] / shape[1]
+    scaled = []
+    for d in detections:
+        x, y, w, h = d.box
+        box = clip_box(x * fx, y * fy, w * fx, h * fy, full_shape) or d.box
+        scaled.append(d._replace(box=box))
+    return scaled
 
 
 def detect_images(
@@ -270,22 +330,24 @@ def detect_images(
 
     ``display``: False, or None for "show a window when a display is available". Without a display the
     annotated images are saved instead (to ``output``, else ``default_output_dir``); the demo always saves
-    its picture. The model loads only once the first image has decoded, so bad inputs fail fast.
+    its picture. Outputs are checked (never one of the inputs, writable) before any work; the model loads only
+    once the first image has decoded, so bad inputs fail fast.
     """
     import cv2
 
-    from .cli import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, fail, warn
-    from .images import decode_image
+    from .cli import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, fail, say, warn
+    from .images import decode_photo
     from .overlay import annotate
     from .video import display_available
 
     out = out or sys.stdout
     check_mask_threshold(mask_threshold)
     if demo:
-        items, problems = [ImageInput(DEMO_NAME, None)], []
+        inputs = ImageInputs([ImageInput(DEMO_NAME, None)], [], [])
     else:
-        items, problems = expand_inputs(paths)
-    several = len(items) > 1 or any(Path(p).is_dir() for p in paths)
+        inputs = expand_inputs(paths, warn=warn)
+    items, problems = inputs.items, inputs.problems
+    several = len(items) > 1 or bool(inputs.folders)
 
     show = False
     if display is None:
@@ -293,10 +355,11 @@ def detect_images(
         if not show:
             if output is None:
                 output, several = default_output_dir, True
-            warn(f"no display ({why}): not showing a window; annotated images go to {output}")
+            warn(f"no display ({why}): not showing a window; annotated images go to {display_path(output)}")
     if demo and output is None:
         output, several = default_output_dir, True
-    targets = output_targets(items, output, several)
+    targets, folder = output_targets(items, output, several)
+    check_outputs(inputs, targets, folder)
 
     for message in problems:
         warn(f"skipped: {message}")
@@ -308,14 +371,15 @@ def detect_images(
             if item.path is None:
                 from skimage import data
 
-                rgb = data.astronaut()
+                rgb, full_shape = data.astronaut(), (512, 512)
             else:
-                rgb = decode_image(item.path)
+                rgb, full_shape = decode_photo(item.path)
             if pipeline is None:
                 pipeline = load_pipeline(model_path, face_confidence, mask_threshold, detect_size=detect_size,
                                          threads=threads,
-                                         upscale=SMALL_PHOTO_UPSCALE if upscale is None else upscale)
+                                         upscale=SMALL_PHOTO_UPSCALE if upscale is None else upscale, warn=warn)
             bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+            del rgb
             detections = pipeline.process(bgr)
         except ImageDecodeError as exc:
             if len(items) == 1 and not problems:
@@ -323,18 +387,25 @@ def detect_images(
             warn(f"skipped: {exc}")
             failed += 1
             continue
+        except (MemoryError, cv2.error) as exc:
+            # One photo too large for this machine (or one OpenCV cannot handle) must not end a folder run.
+            reason = "out of memory" if isinstance(exc, MemoryError) else f"OpenCV failed ({_first_line(exc)})"
+            warn(f"skipped: {item.name}: {reason}")
+            failed += 1
+            continue
         done += 1
+        reported = to_full_size(detections, bgr.shape, full_shape)
         if as_json:
             record = {
                 "image": item.name,
-                "width": int(bgr.shape[1]),
-                "height": int(bgr.shape[0]),
-                "faces": [d.to_json() for d in detections],
+                "width": int(full_shape[1]),
+                "height": int(full_shape[0]),
+                "faces": [d.to_json() for d in reported],
             }
-            print(json.dumps(record), file=out, flush=True)
+            say(json.dumps(record), file=out)
         else:
-            for line in describe(item.name, detections):
-                print(line, file=out, flush=True)
+            for line in describe(item.name, reported):
+                say(line, file=out)
         if i in targets or show:
             annotate(bgr, detections, pipeline.class_names)
         if i in targets:
@@ -345,7 +416,7 @@ def detect_images(
                 failed += 1
                 continue
             if not as_json:
-                print(f"saved {targets[i]}", file=out, flush=True)
+                say(f"saved {display_path(targets[i])}", file=out)
         if show:
             show = show_until_key(item.name, bgr)
             if not show:
@@ -356,6 +427,11 @@ def detect_images(
         fail("no image could be processed")
         return EXIT_ERROR
     return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def _first_line(exc):
+    text = str(exc).strip()
+    return (text.splitlines()[-1] if text else type(exc).__name__)[:200]
 
 
 def show_until_key(title, bgr):

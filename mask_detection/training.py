@@ -4,15 +4,16 @@ Flow: arrays -> stratified train/validation/test split (fixed seed) -> backbone 
 precomputed augmented views of the training images (by default through the backbone converted to TFLite and run
 by LiteRT, checked against TensorFlow: see feature_function) -> head trained with RMSprop, early stopping on validation
 loss (best weights restored) -> the test split used once -> full model (uint8 image in, probabilities out) checked
-against the head, then model, metadata, split and plots written atomically.
+against the head, then model, metadata, split and plots written as one group (all replaced, or none).
 """
 
-import contextlib
 import hashlib
 import json
+import math
 import os
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +21,8 @@ import numpy as np
 
 from . import INPUT_SIZE, __version__
 from .augment import AUGMENT_VERSION, augment_batch
-from .errors import DatasetError, MaskDetectionError
-from .fileio import atomic_path, write_json_atomic
+from .errors import DatasetError, MaskDetectionError, OutputError
+from .fileio import atomic_path, atomic_paths, check_writable, display_path, refuse_overwriting_inputs
 from .model import DROPOUT, HIDDEN_UNITS, apply_layers, metadata_path
 
 MIN_IMAGES_PER_CLASS = 5
@@ -54,20 +55,57 @@ class TrainConfig:
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
+    def validate(self):
+        """Raise MaskDetectionError for settings that cannot train (library callers skip argparse's checks).
+
+        A nan or infinite learning rate, say, would train to nan weights and only fail at the very end.
+        """
+        def bad(message):
+            return MaskDetectionError(f"training setting {message}")
+
+        for name in ("epochs", "batch_size", "patience", "hidden_units"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise bad(f"{name} must be a whole number of at least 1, got {value!r}")
+        if isinstance(self.augment_views, bool) or not isinstance(self.augment_views, (int, np.integer)) \
+                or self.augment_views < 0:
+            raise bad(f"augment_views must be a whole number, 0 or more, got {self.augment_views!r}")
+        if not _finite(self.learning_rate) or self.learning_rate <= 0:
+            raise bad(f"learning_rate must be a finite positive number, got {self.learning_rate!r}")
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not _finite(value) or not 0 < value < 0.5:
+                raise bad(f"{name} must be between 0 and 0.5, got {value!r}")
+        if not _finite(self.dropout) or not 0 <= self.dropout < 1:
+            raise bad(f"dropout must be at least 0 and below 1, got {self.dropout!r}")
+        if self.feature_engine not in FEATURE_ENGINES:
+            raise bad(f"feature_engine must be one of {', '.join(FEATURE_ENGINES)}, got {self.feature_engine!r}")
+
+
+def _finite(value):
+    try:
+        return not isinstance(value, bool) and math.isfinite(value)
+    except TypeError:
+        return False
+
 
 def default_cache_dir():
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "mask_detection" / "features"
 
 
-def split_indices(labels, seed, val_fraction, test_fraction):
-    """Stratified train/validation/test indices with a fixed seed."""
+def split_indices(labels, seed, val_fraction, test_fraction, n_classes=None):
+    """Stratified train/validation/test indices with a fixed seed.
+
+    ``n_classes``: the number of class names; a class with no image at all counts as a class with 0 images.
+    """
     from sklearn.model_selection import train_test_split
 
     labels = np.asarray(labels)
     n = len(labels)
-    n_classes = len(np.unique(labels))
-    counts = np.bincount(labels)
+    # minlength: without it a class missing from the labels (all images one class) is not even counted.
+    counts = np.bincount(labels, minlength=n_classes or 0) if n else np.zeros(n_classes or 2, np.int64)
+    n_classes = len(counts)
     if counts.min() < MIN_IMAGES_PER_CLASS:
         raise DatasetError(f"every class needs at least {MIN_IMAGES_PER_CLASS} images for a train/validation/test "
                            f"split; the smallest has {counts.min()}")
@@ -196,8 +234,29 @@ def compute_all_features(extractor, images, split, config, log=print):
     return base, aug, engine
 
 
-def load_or_compute_features(extractor, arrays, split, config, weights_id, log):
+def usable_cache_dir(config, warn):
+    """(feature cache folder or None, whether new entries can be written there).
+
+    Checked before the slow part. The cache is optional: an unwritable folder only warns (entries already in
+    it are still read).
+    """
+    if config.cache_dir is False or config.weights is None:  # random weights differ per run: never cached
+        return None, False
     cache_dir = default_cache_dir() if config.cache_dir is None else config.cache_dir
+    if not cache_dir:
+        return None, False
+    try:
+        check_writable(cache_dir, folder=True)
+    except OutputError as exc:
+        warn(f"feature cache not written: {exc}")
+        return Path(cache_dir), False
+    return Path(cache_dir), True
+
+
+def load_or_compute_features(extractor, arrays, split, config, weights_id, log, cache_dir=None, warn=None,
+                             cache_writable=True):
+    """``cache_dir``, ``cache_writable``: from usable_cache_dir (None: no cache)."""
+    warn = warn or (lambda message: log(f"warning: {message}"))
     cache_file = None
     if cache_dir and weights_id != "random":
         key = feature_cache_key(weights_id, arrays["images"], arrays["labels"], split, config)
@@ -210,15 +269,15 @@ def load_or_compute_features(extractor, arrays, split, config, weights_id, log):
                                                                                  len(split["train"])):
                     log(f"backbone features: from cache {cache_file}")
                     return base, aug, "cache"
-            except (OSError, ValueError, KeyError):
-                pass  # unreadable cache entry: compute again and overwrite it
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+                pass  # unreadable (e.g. truncated) cache entry: compute again and overwrite it
     base, aug, engine = compute_all_features(extractor, arrays["images"], split, config, log)
-    if cache_file is not None:
+    if cache_file is not None and cache_writable:
         try:
             with atomic_path(cache_file) as tmp:
                 np.savez(tmp, base=base, aug=aug)
         except OSError as exc:
-            log(f"warning: could not write the feature cache {cache_file}: {exc}")
+            warn(f"could not write the feature cache {display_path(cache_file)}: {exc.strerror or exc}")
     return base, aug, engine
 
 
@@ -234,10 +293,41 @@ def balanced_class_weight(labels, n_classes):
 def check_output_path(out):
     out = Path(out)
     if out.suffix != ".keras":
-        raise MaskDetectionError(f"--out {out}: the model file name must end in .keras (Keras 3 format)")
+        raise MaskDetectionError(f"--out {display_path(out)}: the model file name must end in .keras (Keras 3 "
+                                 "format)")
     if out.exists() and out.is_dir():
-        raise MaskDetectionError(f"--out {out} is a folder; give a file name ending in .keras")
+        raise MaskDetectionError(f"--out {display_path(out)} is a folder; give a file name ending in .keras")
     return out
+
+
+def check_outputs(config):
+    """The five output paths, checked before any slow work: writable, and none of them an input of the run."""
+    paths = output_paths(check_output_path(config.out))
+    inputs = [config.data]
+    if isinstance(config.weights, (str, os.PathLike)) and os.fspath(config.weights) != "imagenet":
+        inputs.append(config.weights)
+    refuse_overwriting_inputs(paths.values(), inputs)
+    for path in paths.values():
+        check_writable(path)
+    return paths
+
+
+def check_training_data(arrays, path):
+    """What load_arrays accepts but training cannot use: no images, another image size, a class with too few
+    images (all images one class would "test" at 100% accuracy)."""
+    images, labels = arrays["images"], np.asarray(arrays["labels"], np.int64)
+    shown = display_path(path)
+    if len(images) == 0:
+        raise DatasetError(f"{shown} holds no images (run loader.py on a dataset folder with images)")
+    if images.shape[1:3] != (INPUT_SIZE, INPUT_SIZE):
+        raise DatasetError(f"{shown} holds {images.shape[1]}x{images.shape[2]} images, but the classifier takes "
+                           f"{INPUT_SIZE}x{INPUT_SIZE} images: make the arrays file with loader.py")
+    class_names = [str(c) for c in arrays["class_names"]]
+    counts = np.bincount(labels, minlength=len(class_names))  # minlength: a class with no image counts as 0
+    empty = [name for name, count in zip(class_names, counts) if count == 0]
+    if empty:
+        raise DatasetError(f"{shown} has no images of class {', '.join(empty)}: a classifier needs images of every "
+                           f"class ({', '.join(f'{n} {c}' for n, c in zip(class_names, counts))})")
 
 
 def output_paths(out):
@@ -251,22 +341,51 @@ def output_paths(out):
     }
 
 
-def train(config, log=print):
-    """Train and save a classifier; returns the metadata dict that is written beside the model."""
+def save_outputs(paths, write):
+    """Write the model's five files as one group: all replaced together, or none (every old file kept).
+
+    ``write(temporaries)`` gets a dict of temporary paths by role and writes each. A failure (disk full, an
+    interrupt) removes the temporaries; the plots and split of an old model must keep describing that model
+    (the export's self-check reads its split).
+    """
+    roles = list(paths)
+    current = [paths[roles[0]]]
+
+    def target(role):
+        current[0] = paths[role]
+        return tmps[role]
+
+    try:
+        with atomic_paths([paths[role] for role in roles]) as temporaries:
+            tmps = dict(zip(roles, temporaries))
+            write(target)
+    except OSError as exc:
+        raise OutputError(f"cannot write {display_path(current[0])}: {exc.strerror or exc}") from None
+
+
+def train(config, log=print, warn=None):
+    """Train and save a classifier; returns the metadata dict that is written beside the model.
+
+    ``warn(message)`` reports problems that do not stop training (default: ``log("warning: ...")``).
+    """
     from ._tf import keras
     from .backbones import weights_id as backbone_weights_id
     from .dataset import load_arrays
     from .metrics import classification_figures, classification_report_text, plot_confusion_matrix, plot_history
     from .model import build_classifier, build_feature_extractor, build_head_layers, compile_model
 
+    warn = warn or (lambda message: log(f"warning: {message}"))
     started = time.perf_counter()
-    out = check_output_path(config.out)
-    paths = output_paths(out)
+    config.validate()
+    # Before the slow part: an unwritable output or one that is an input fails now, not after training.
+    paths = check_outputs(config)
     arrays = load_arrays(config.data)
+    check_training_data(arrays, config.data)
     class_names = [str(c) for c in arrays["class_names"]]
     labels = np.asarray(arrays["labels"], np.int64)
     n_classes = len(class_names)
-    split = split_indices(labels, config.seed, config.val_fraction, config.test_fraction)
+    split = split_indices(labels, config.seed, config.val_fraction, config.test_fraction, n_classes)
+    cache_dir, cache_writable = usable_cache_dir(config, warn)
     log(f"data: {len(labels)} images, classes {', '.join(class_names)}; split train/validation/test = "
         f"{len(split['train'])}/{len(split['validation'])}/{len(split['test'])} (seed {config.seed})")
 
@@ -275,7 +394,9 @@ def train(config, log=print):
     t0 = time.perf_counter()
     extractor = build_feature_extractor(config.backbone, config.weights)
     wid = backbone_weights_id(config.backbone, config.weights)
-    base, aug, feature_source = load_or_compute_features(extractor, arrays, split, config, wid, log)
+    base, aug, feature_source = load_or_compute_features(extractor, arrays, split, config, wid, log,
+                                                         cache_dir=cache_dir, cache_writable=cache_writable,
+                                                         warn=warn)
     feature_seconds = time.perf_counter() - t0
 
     train_x = np.concatenate([base[split["train"]], *aug]) if len(aug) else base[split["train"]]
@@ -350,17 +471,16 @@ def train(config, log=print):
     split_record = {name: [str(arrays["hashes"][i]) for i in idx] for name, idx in split.items()}
     split_record["note"] = "sha256 of the source files in each split"
 
-    # Plots first (harmless if interrupted); model and metadata are renamed into place together at the end.
-    plot_history(history, paths["history_plot"], title=f"{config.backbone} head")
-    plot_confusion_matrix(figures["confusion_matrix"], class_names, paths["confusion_plot"],
-                          title=f"Test split ({len(test_idx)} images)")
-    write_json_atomic(paths["split"], split_record)
-    with contextlib.ExitStack() as stack:
-        tmp_model = stack.enter_context(atomic_path(paths["model"]))
-        tmp_meta = stack.enter_context(atomic_path(paths["metadata"]))
-        model.save(tmp_model)
+    def write(target):
+        target("split").write_text(json.dumps(split_record, indent=2) + "\n", encoding="utf-8")
+        plot_history(history, target("history_plot"), title=f"{config.backbone} head", in_place=True)
+        plot_confusion_matrix(figures["confusion_matrix"], class_names, target("confusion_plot"),
+                              title=f"Test split ({len(test_idx)} images)", in_place=True)
+        model.save(target("model"))
         metadata["timing_seconds"]["total"] = round(time.perf_counter() - started, 1)
-        tmp_meta.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+        target("metadata").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+
+    save_outputs(paths, write)
     log("")
     log(report_text)
     log(f"test accuracy {figures['accuracy']:.4f} on {len(test_idx)} images; best epoch {best_epoch} of "

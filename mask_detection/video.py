@@ -8,19 +8,29 @@ has exactly the input's frames. Everything else is shared by both paths.
 import contextlib
 import json
 import os
+import re
+import shutil
 import signal
+import socket
+import stat
+import struct
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from .cli import TERMINATING_SIGNALS
 from .errors import MaskDetectionError
+from .fileio import signals_held, check_writable, display_path, refuse_overwriting_inputs, temporary_path
 
 READ_RETRIES = 5  # failed reads in a row before a stream counts as broken
 RETRY_DELAY = 0.05  # seconds between retries on a live source
 FIRST_FRAME_TIMEOUT = 10.0  # seconds to wait for a camera's or stream's first frame
 FRAME_TIMEOUT = 5.0  # seconds without a new live frame before giving up
+DAMAGE_TIMEOUT = 30.0  # seconds of failed reads in a row before a damaged video file counts as broken off
+MAX_CAMERA_INDEX = 99  # OpenCV reads 100 and more as a back-end code plus an index (200 = V4L2 camera 0)
+X11_TIMEOUT = 1.0  # seconds to wait for an X server to answer
 DEFAULT_FPS = 30.0  # when a source does not say its frame rate
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".m4v", ".mkv")
 QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q or Esc
@@ -31,12 +41,89 @@ class VideoError(MaskDetectionError):
 
 
 def display_available():
-    """(available, reason). opencv-python's imshow aborts the process without a display, so ask first."""
+    """(available, reason). opencv-python's imshow aborts the process without a display, so ask first.
+
+    On X11 systems the server named by DISPLAY must answer: a stale DISPLAY (a closed SSH session) would make
+    Qt abort the whole process, losing the video being written.
+    """
     if sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
-        if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
-            return True, ""
-        return False, "neither DISPLAY nor WAYLAND_DISPLAY is set"
+        display = os.environ.get("DISPLAY")
+        if not display:
+            if os.environ.get("WAYLAND_DISPLAY"):
+                # opencv-python's Qt only has the xcb (X11) platform plugin: it needs Xwayland's DISPLAY.
+                return False, "DISPLAY is not set (WAYLAND_DISPLAY alone is not enough: OpenCV's windows need X11)"
+            return False, "neither DISPLAY nor WAYLAND_DISPLAY is set"
+        if not x_server_answers(display):
+            return False, f"DISPLAY={display_path(display)} does not answer"
+        return True, ""
     return True, ""  # macOS and Windows always have a window system
+
+
+# The X11 connection setup: byte order ("l", little endian), protocol 11.0, no authorisation (name and data of
+# length 0). A server answers it with at least one byte: 1 success, 0 refused, 2 more authentication needed.
+_X11_SETUP = b"l\0" + struct.pack("<HHHH", 11, 0, 0, 0) + b"\0\0"
+
+
+def _x_server_addresses(display):
+    """Where the X server named by ``display`` listens, in the order xcb tries: [(family, address)]; [] for a
+    value that names no display at all; None when it cannot be told (a socket path such as macOS launchd's
+    "/private/tmp/com.apple.launchd.X/org.xquartz:0", another transport: then it is not checked)."""
+    if display.startswith("/"):
+        return None
+    match = re.fullmatch(r"(?:(?P<protocol>[A-Za-z0-9]+)/)?(?P<host>[^/]*?):(?P<number>\d+)(?:\.\d+)?", display)
+    if match is None:
+        return []  # xcb cannot parse it either
+    protocol, host, number = match["protocol"], match["host"], int(match["number"])
+    host = host.strip("[]")  # [::1]:0
+    if protocol not in (None, "unix", "tcp", "inet", "inet6"):
+        return None
+    port = 6000 + number
+    if protocol in ("tcp", "inet", "inet6") or (protocol is None and host not in ("", "unix")):
+        return [("tcp", (host or "localhost", port))]
+    sockets = []
+    if sys.platform.startswith("linux"):
+        sockets.append((socket.AF_UNIX, f"\0/tmp/.X11-unix/X{number}"))  # the abstract socket
+    sockets.append((socket.AF_UNIX, f"/tmp/.X11-unix/X{number}"))
+    if protocol is None and host == "":
+        sockets.append(("tcp", ("localhost", port)))  # xcb's last resort for ":N"
+    return sockets
+
+
+def x_server_answers(display, timeout=X11_TIMEOUT):
+    """Whether an X server answers at ``display`` (a DISPLAY value) within ``timeout`` seconds.
+
+    Sends the connection setup and waits for any reply byte: a refusal still means a live server, because Qt
+    sends the authorisation cookie that this probe does not. Forms that cannot be checked count as answering.
+    """
+    addresses = _x_server_addresses(display)
+    if addresses is None:
+        return True
+    deadline = time.monotonic() + timeout
+    for family, address in addresses:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        try:
+            if family == "tcp":
+                conn = socket.create_connection(address, timeout=left)
+            else:
+                conn = socket.socket(family, socket.SOCK_STREAM)
+                conn.settimeout(left)
+                try:
+                    conn.connect(address)
+                except BaseException:
+                    conn.close()
+                    raise
+        except OSError:
+            continue  # nothing there: try the next address
+        with conn:
+            try:
+                conn.settimeout(max(0.01, deadline - time.monotonic()))
+                conn.sendall(_X11_SETUP)
+                return bool(conn.recv(1))  # b"" = closed without an answer
+            except OSError:  # timed out or reset: a connection that does not answer is no server
+                return False
+    return False
 
 
 def _quiet_logs():
@@ -56,8 +143,44 @@ def is_url(text):
     return "://" in str(text)
 
 
+def _utf8(name):
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+class _OpenCVName:
+    """A name OpenCV can be given for ``path``: the path itself, or, for names holding bytes that are not UTF-8
+    (OpenCV segfaults on them), an ASCII-named symbolic link to it in a private temporary folder.
+
+    ``close()`` removes the link; OpenCV keeps its own handle on the file once opened.
+    """
+
+    def __init__(self, path):
+        name = os.fspath(path)
+        self._folder = None
+        if _utf8(name):
+            self.name = name
+            return
+        suffix = Path(name).suffix
+        self._folder = tempfile.mkdtemp(prefix="mask-detection-")
+        self.name = os.path.join(self._folder, "video" + (suffix if re.fullmatch(r"\.[A-Za-z0-9]+", suffix) else ""))
+        os.symlink(os.path.abspath(name), self.name)
+
+    def close(self):
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+
 class FileSource:
-    """A video file, every frame in order. ``read()`` -> (frame, seconds into the video) or None at the end."""
+    """A video file, every frame in order. ``read()`` -> (frame, seconds into the video) or None at the end.
+
+    A damaged part is read past: the frames that cannot be decoded are skipped and counted, and reading goes on
+    with the next frame that decodes. ``failure`` then says how many were lost.
+    """
 
     live = False
 
@@ -65,45 +188,74 @@ class FileSource:
         import cv2
 
         _quiet_logs()
-        self.name = str(path)
-        if not Path(path).is_file():
-            reason = "not a file" if Path(path).exists() else "no such file"
-            raise VideoError(f"cannot open video {path}: {reason}")
-        self._cap = cv2.VideoCapture(str(path))
+        self.name = display_path(path)
+        try:
+            info = os.stat(path)
+        except OSError as exc:  # missing, a name too long, a loop of links...
+            reason = "no such file" if isinstance(exc, FileNotFoundError) else exc.strerror or str(exc)
+            raise VideoError(f"cannot open video {self.name}: {reason}") from None
+        if not stat.S_ISREG(info.st_mode):
+            raise VideoError(f"cannot open video {self.name}: not a file")
+        link = _OpenCVName(path)
+        try:
+            self._cap = cv2.VideoCapture(link.name)
+        finally:
+            link.close()  # opened (or not): FFmpeg holds the file itself now
         if not self._cap.isOpened():
             self._cap.release()
-            raise VideoError(f"cannot open video {path}: not a video OpenCV can decode")
-        ok, frame = self._cap.read()
-        if not ok or frame is None:
-            self._cap.release()
-            raise VideoError(f"cannot decode video {path}: no frame could be read")
-        self._pending = frame
+            raise VideoError(f"cannot open video {self.name}: not a video OpenCV can decode")
         self.fps = _sane_fps(self._cap.get(cv2.CAP_PROP_FPS))
         self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.frames_read = 0
-        self.failure = None  # set when the video broke off before its announced end
+        self.skipped = 0  # frames of the file that could not be decoded
+        self._position = 0  # frames of the file passed so far, decoded or not
+        self._first_bad = None  # position of the first frame that could not be decoded
+        self.failure = None  # set when frames of the file could not be decoded
+        self._pending = self._next()
+        if self._pending is None:
+            self._cap.release()
+            raise VideoError(f"cannot decode video {self.name}: no frame could be read")
+
+    def _next(self):
+        """(frame, timestamp) of the next frame that decodes, or None at the end."""
+        failed_since = None
+        while True:
+            ok, frame = self._cap.read()
+            if ok and frame is not None:
+                timestamp = self._position / self.fps
+                self._position += 1
+                return frame, timestamp
+            if self._position >= self.frame_count:
+                return None  # the announced end: no retries
+            # A damaged part: FFmpeg drops one packet per failed read and picks up again at the next key frame,
+            # so reading on recovers what follows. Bounded by the announced length and, for a header that
+            # overstates it, by time.
+            now = time.monotonic()
+            failed_since = failed_since or now
+            if now - failed_since > DAMAGE_TIMEOUT:
+                self._note_lost(self.frame_count - self._position)
+                return None
+            self._note_lost(1)
+            self._position += 1
+
+    def _note_lost(self, frames):
+        if self._first_bad is None:
+            self._first_bad = self._position
+        self.skipped += frames
+        self.failure = (
+            f"video {self.name}: {self.skipped} of {self.frame_count} frames could not be decoded "
+            f"(the first at {self._first_bad / self.fps:.2f} s)"
+        )
 
     def read(self):
         if self._pending is not None:
-            frame, self._pending = self._pending, None
+            item, self._pending = self._pending, None
         else:
-            frame = None
-            for _ in range(READ_RETRIES):
-                ok, frame = self._cap.read()
-                if ok and frame is not None:
-                    break
-                frame = None
-                if self.frames_read >= self.frame_count:
-                    break  # the normal end: no retries
-            if frame is None:
-                if self.frames_read < self.frame_count:
-                    self.failure = (
-                        f"video {self.name} broke off after {self.frames_read} of {self.frame_count} frames"
-                    )
+            item = self._next()
+            if item is None:
                 return None
-        timestamp = self.frames_read / self.fps
         self.frames_read += 1
-        return frame, timestamp
+        return item
 
     def close(self):
         self._cap.release()
@@ -188,45 +340,59 @@ def open_source(camera=None, video=None):
     """A FileSource for a video file, a LiveSource for a camera index or a stream URL."""
     if video is not None:
         if is_url(video):
+            if not _utf8(str(video)):  # OpenCV segfaults on such text, and a URL is text
+                raise VideoError(f"cannot open stream {display_path(video)}: the URL is not valid UTF-8")
             return LiveSource(str(video), f"stream {video}")
         return FileSource(video)
     index = 0 if camera is None else int(camera)
     return LiveSource(index, f"camera {index}")
 
 
+def check_output(path, video=None):
+    """Refuse a ``--output`` video path at once, before any slow work: a name without a video suffix, the input
+    video itself (under any spelling), a place that cannot be written. Creates nothing."""
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise VideoError(f"cannot write {display_path(path)}: use one of {', '.join(VIDEO_SUFFIXES)}")
+    try:
+        if video is not None and not is_url(video):
+            refuse_overwriting_inputs([path], [video])
+        check_writable(path)
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise VideoError(f"cannot write {display_path(path)}: {exc.strerror or exc}") from None
+    return path
+
+
 class VideoOutput:
     """Annotated video (mp4v, the input's frame rate), written to a temporary file and renamed on close.
 
-    ``close()`` finalises the file on every way out (end, q, Ctrl-C, a broken stream); a run that wrote no
-    frame leaves nothing behind.
+    ``close()`` finalises the file on every way out (end, q, Ctrl-C, SIGTERM, a broken stream); a run that
+    wrote no frame leaves nothing behind.
     """
 
     def __init__(self, path, fps):
-        self.path = Path(path)
-        if self.path.suffix.lower() not in VIDEO_SUFFIXES:
-            raise VideoError(f"cannot write {self.path}: use one of {', '.join(VIDEO_SUFFIXES)}")
-        if self.path.is_dir():
-            raise VideoError(f"cannot write {self.path}: it is a folder")
+        self.path = check_output(path)
         self.fps = fps
         self.frames = 0
         self._writer = None
+        self._name = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.tmp-", suffix=self.path.suffix, dir=self.path.parent)
+            # An ASCII name with the normal permissions (mkstemp alone gives 0600).
+            self._tmp = temporary_path(self.path)
         except OSError as exc:
-            raise VideoError(f"cannot write {self.path}: {exc.strerror or exc}") from None
-        os.close(fd)
-        self._tmp = Path(tmp)
+            raise VideoError(f"cannot write {display_path(self.path)}: {exc.strerror or exc}") from None
 
     def write(self, frame):
         import cv2
 
         if self._writer is None:
             height, width = frame.shape[:2]
-            self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+            self._name = _OpenCVName(self._tmp)  # the folder may hold bytes that are not UTF-8
+            self._writer = cv2.VideoWriter(self._name.name, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
             if not self._writer.isOpened():
                 self._writer = None
-                raise VideoError(f"cannot write {self.path}: OpenCV could not open an mp4v writer")
+                raise VideoError(f"cannot write {display_path(self.path)}: OpenCV could not open an mp4v writer")
             self._size = (width, height)
         if (frame.shape[1], frame.shape[0]) != self._size:  # a stream that changes size mid-way
             frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
@@ -234,14 +400,27 @@ class VideoOutput:
         self.frames += 1
 
     def close(self):
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
-        if self._tmp.exists():
-            if self.frames:
-                os.replace(self._tmp, self.path)
-            else:
-                self._tmp.unlink()
+        # Interrupts wait until the file is complete and in place: a second Ctrl-C or SIGTERM during the
+        # finalisation would otherwise lose every frame written.
+        with signals_held():
+            try:
+                if self._writer is not None:
+                    self._writer.release()
+                    self._writer = None
+                if self._name is not None:
+                    self._name.close()
+                if self.frames and self._tmp is not None:
+                    try:
+                        os.replace(self._tmp, self.path)
+                        self._tmp = None
+                    except OSError as exc:
+                        kept, self._tmp = self._tmp, None  # the frames are kept where they are
+                        raise VideoError(f"cannot write {display_path(self.path)}: {exc.strerror or exc}; the "
+                                         f"video is in {display_path(kept)}") from None
+            finally:
+                if self._tmp is not None:
+                    with contextlib.suppress(OSError):
+                        self._tmp.unlink()
 
     def __enter__(self):
         return self
@@ -268,30 +447,41 @@ class FpsMeter:
 
 
 class StopFlag:
-    """Ctrl-C ends the loop after the current frame (a second Ctrl-C interrupts at once).
+    """Ctrl-C, SIGTERM and SIGHUP end the loop after the current frame (a second one interrupts at once).
 
-    Finishing the frame keeps the JSON lines, the counts and the written video in step.
+    Finishing the frame keeps the JSON lines, the counts and the written video in step. ``signum`` tells which
+    signal stopped the loop (None: none did).
     """
+
+    SIGNALS = (signal.SIGINT, *TERMINATING_SIGNALS)
 
     def __init__(self):
         self.set = False
+        self.signum = None
 
     @contextlib.contextmanager
-    def on_ctrl_c(self):
+    def on_signals(self):
         if threading.current_thread() is not threading.main_thread():
             yield self  # signal handlers can only be set from the main thread
             return
-        previous = signal.getsignal(signal.SIGINT)
+        previous = {}
+        for signum in self.SIGNALS:
+            old = signal.getsignal(signum)
+            previous[signum] = signal.SIG_DFL if old is None else old  # None: set outside Python
 
         def handler(signum, frame):
             self.set = True
-            signal.signal(signal.SIGINT, previous)
+            if self.signum is None:
+                self.signum = signum
+            signal.signal(signum, previous[signum])  # the same signal again: the previous behaviour, at once
 
-        signal.signal(signal.SIGINT, handler)
+        for signum in self.SIGNALS:
+            signal.signal(signum, handler)
         try:
             yield self
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, old in previous.items():
+                signal.signal(signum, old)
 
 
 def summary_line(frames, faces, counts, class_names, seconds):
@@ -316,18 +506,24 @@ def detect_stream(
     out=None,
     threads=None,
 ):
-    """The video loop for detect_webcam.py. Returns an exit code."""
+    """The video loop for detect_webcam.py. Returns an exit code.
+
+    Ctrl-C, SIGTERM and SIGHUP during the loop finish the current frame, finalise the video and print the
+    summary; Ctrl-C then returns 0 (the interactive way to stop), SIGTERM and SIGHUP 128 + the signal number.
+    """
     import cv2
 
-    from .cli import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, fail, warn
+    from .cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, exit_code_for_signal, fail, say, warn
     from .overlay import annotate, count_labels
     from .pipeline import DEFAULT_FACE_CONFIDENCE, load_pipeline
 
     out = out or sys.stdout
     if max_frames is not None and max_frames < 1:
         raise VideoError(f"--max-frames must be at least 1, got {max_frames}")
+    if camera is not None and not 0 <= int(camera) <= MAX_CAMERA_INDEX:
+        raise VideoError(f"camera index must be between 0 and {MAX_CAMERA_INDEX}, got {camera}")
     if output is not None:
-        VideoOutput(output, DEFAULT_FPS).close()  # checks the output path before the slow model load
+        check_output(output, video)  # before the slow model load; creates nothing
     show = display is not False
     if show:
         available, why = display_available()
@@ -360,8 +556,9 @@ def detect_stream(
     stopped_by = None
     stop = StopFlag()
     started = time.perf_counter()
-    try:
-        with stop.on_ctrl_c():
+    # The handlers stay until the video is finalised: a signal during the clean-up only sets the flag.
+    with stop.on_signals():
+        try:
             while (max_frames is None or frames < max_frames) and not stop.set:
                 item = source.read()
                 if item is None:
@@ -389,24 +586,35 @@ def detect_stream(
                     if (cv2.waitKey(1) & 0xFF) in QUIT_KEYS:
                         stopped_by = "key"
                         break
-        if stop.set:
-            stopped_by = "interrupt"
-    finally:
-        seconds = time.perf_counter() - started
-        source.close()
-        if writer is not None:
-            writer.close()
-        if show:
-            cv2.destroyAllWindows()
+        finally:
+            seconds = time.perf_counter() - started
+            source.close()
+            if writer is not None:
+                writer.close()
+            if show:
+                cv2.destroyAllWindows()
+    if stop.set:
+        stopped_by = "signal"
 
+    terminated = stop.signum in TERMINATING_SIGNALS
     if frames == 0:
-        fail(source.failure or f"no frame could be read from {source.name}")
-        return EXIT_ERROR
-    report = sys.stderr if as_json else out  # stdout stays pure JSON Lines
-    print(summary_line(frames, faces, totals, class_names, seconds), file=report, flush=True)
-    if writer is not None and writer.frames:
-        print(f"saved {writer.path} ({writer.frames} frames)", file=report, flush=True)
+        if stop.signum is None:
+            fail(source.failure or f"no frame could be read from {source.name}")
+            return EXIT_ERROR
+    else:
+        report = sys.stderr if as_json else out  # stdout stays pure JSON Lines
+        say(summary_line(frames, faces, totals, class_names, seconds), file=report)
+        if writer is not None and writer.frames:
+            say(f"saved {display_path(writer.path)} ({writer.frames} frames)", file=report)
+    if terminated:
+        say(f"stopped by signal {signal.Signals(stop.signum).name}", file=sys.stderr)
+        return exit_code_for_signal(stop.signum)
+    if stopped_by == "signal":  # Ctrl-C: the ordinary way to end a camera run
+        if frames == 0:
+            say("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        return EXIT_OK
     if source.failure and stopped_by is None:
-        warn(f"{source.failure}; stopped")
+        warn(f"{source.failure}; stopped" if source.live else source.failure)
         return EXIT_PARTIAL
     return EXIT_OK

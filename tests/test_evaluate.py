@@ -218,19 +218,37 @@ def test_parse_valid_voc(tmp_path):
     ("<annotation><object><name>with_mask</name>", "malformed XML"),
     ("", "malformed XML"),
     ("<svg></svg>", "not a PASCAL VOC file"),
-    (voc(objects=[("with_mask", (10, 20, 5, 70))]), "empty box"),
-    (voc(objects=[("with_mask", (10, 20, "ten", 70))]), "not a number"),
-    ("<annotation><object><name>with_mask</name></object></annotation>", "missing <bndbox>"),
-    ("<annotation><object><name>with_mask</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax></bndbox>"
-     "</object></annotation>", "missing <ymax>"),
-    ("<annotation><object><bndbox><xmin>1</xmin></bndbox></object></annotation>", "missing <name>"),
+    ('<?xml version="1.0" encoding="no-such-encoding"?><annotation/>', "malformed XML"),
 ])
-def test_parse_rejects_malformed_and_incomplete_files(tmp_path, text, reason):
+def test_parse_rejects_malformed_files(tmp_path, text, reason):
     path = tmp_path / "bad.xml"
     path.write_text(text)
     with pytest.raises(ev.AnnotationError, match=reason) as info:
         ev.parse_voc(path)
     assert "bad.xml" in str(info.value) and "\n" not in str(info.value)
+
+
+GOOD_OBJECT = "<object><name>without_mask</name><bndbox><xmin>1</xmin><ymin>2</ymin><xmax>11</xmax><ymax>22</ymax>" \
+    "</bndbox></object>"
+
+
+@pytest.mark.parametrize("bad_object, reason", [
+    ("<object><name>with_mask</name><bndbox><xmin>10</xmin><ymin>20</ymin><xmax>10</xmax><ymax>70</ymax>"
+     "</bndbox></object>", "empty box"),  # xmin == xmax
+    ("<object><name>with_mask</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>ten</xmax><ymax>9</ymax></bndbox>"
+     "</object>", "not a number"),
+    ("<object><name>with_mask</name></object>", "missing <bndbox>"),
+    ("<object><name>with_mask</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax></bndbox></object>",
+     "missing <ymax>"),
+    ("<object><bndbox><xmin>1</xmin></bndbox></object>", "missing <name>"),
+])
+def test_one_bad_object_is_left_out_and_the_rest_of_the_file_kept(tmp_path, bad_object, reason):
+    """Issue 9: one zero-area box (xmin == xmax) used to drop the whole file, valid faces included."""
+    path = tmp_path / "bad.xml"
+    path.write_text(f"<annotation><filename>a.png</filename>{bad_object}{GOOD_OBJECT}</annotation>")
+    a = ev.parse_voc(path)
+    assert a.objects == [ev.GroundTruth((1.0, 2.0, 10.0, 20.0), "without_mask")]
+    assert len(a.bad) == 1 and reason in a.bad[0] and "bad.xml object 1" in a.bad[0] and "\n" not in a.bad[0]
 
 
 def test_scene_set_counts_problems_and_finds_images_by_stem(tmp_path):
@@ -309,7 +327,11 @@ def scenes(tmp_path_factory):
     root = tmp_path_factory.mktemp("scenes")
     (root / "images").mkdir()
     (root / "annotations").mkdir()
-    write_scene(root, "a", [(20, 40, 70, RED), (250, 60, 110, BLUE)], [("with_mask", 0), ("without_mask", 1)])
+    # Also in a: a zero-area box (left out with a warning, the file's faces kept) and a box wholly outside the
+    # 560x420 photo (not evaluated, with a warning).
+    write_scene(root, "a", [(20, 40, 70, RED), (250, 60, 110, BLUE)],
+                [("with_mask", 0), ("without_mask", 1), ("with_mask", (300, 300, 0, 40)),
+                 ("without_mask", (600, 10, 30, 30))])
     write_scene(root, "b", [(30, 30, 80, BLUE), (300, 150, 60, RED)],
                 [("with_mask", 0), ("with_mask", (400, 30, 40, 44))])
     write_scene(root, "c", [(40, 50, 90, BLUE), (300, 60, 80, RED)],
@@ -330,11 +352,14 @@ def test_scenes_end_to_end(scenes, tiny_model, tmp_path):
     assert result.returncode == 1, result.stderr  # done, with skipped files
     assert "Traceback" not in result.stderr
     assert "broken.xml" in result.stderr and "lost.png" in result.stderr and "'beard'" in result.stderr
+    assert "a.xml object 3 (with_mask): empty box" in result.stderr
+    assert result.stderr.count("lies wholly outside the 560x420 photo") == 1
+    assert "Warning" not in result.stderr  # no sklearn warnings
     assert "detection recall 75.0%" in result.stdout
 
     data = json.loads((report / "report.json").read_text())
     assert {k: len(v) for k, v in data["data"]["skipped"].items()} == {
-        "malformed": 1, "missing_image": 1, "unknown_class": 1, "undecodable": 0}
+        "malformed": 1, "missing_image": 1, "unknown_class": 1, "bad_box": 1, "outside_image": 1, "undecodable": 0}
     assert data["data"]["images"] == 3 and data["data"]["faces"] == 5  # the "beard" face is not evaluated
     outcomes = sorted((f["image"], f["label"], f["outcome"]) for f in data["faces"])
     assert outcomes == [

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from conftest import REPO, run_script
+from conftest import REPO, run_script, small_disk
 from test_training import make_arrays
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -264,3 +264,105 @@ def test_missing_or_corrupt_tflite_is_a_clear_error(lite, tmp_path):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and str(path) in lines[0], result.stderr
         assert "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------ issue 9: outputs checked before the work
+
+
+def copy_tiny_model(tiny, folder, name="m"):
+    import shutil
+
+    for suffix in (".keras", ".json", "_split.json"):
+        shutil.copy(tiny["path"].with_name("tiny" + suffix), folder / (name + suffix))
+    return folder / f"{name}.keras"
+
+
+@pytest.mark.parametrize("out, replaced", [("m.tflite", "m.json"), ("m_split.tflite", "m_split.json")])
+def test_export_never_replaces_the_model_metadata_or_split(tiny, tmp_path, out, replaced):
+    """``--out m.tflite`` would write its metadata to m.json, the Keras model's own: refused at once."""
+    model = copy_tiny_model(tiny, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    result = run_script("export_model.py", "--model", model, "--out", tmp_path / out, "--calibration",
+                        tiny["arrays_path"], cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: refusing to write {tmp_path / replaced}: "), result.stderr
+    if replaced == "m.json":
+        assert "metadata of the model" in lines[0] and f"e.g. {tmp_path / 'm.float32.tflite'}" in lines[0]
+    assert result.stdout == ""  # before the self-check, let alone a conversion
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_unwritable_export_output_fails_before_the_work(tiny, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a regular file, not a folder")
+    result = run_script("export_model.py", "--model", tiny["path"], "--out", blocker / "m.tflite", "--calibration",
+                        tiny["arrays_path"], cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0] == (f"error: cannot write {blocker / 'm.tflite'}: {blocker} is not a "
+                                            "folder"), result.stderr
+    assert result.stdout == ""
+
+
+def test_full_disk_during_export_is_one_error_and_keeps_the_old_export(tiny, tmp_path):
+    """A real full file system (a small tmpfs, root only, filled up but for a few kB): the converter works in
+    /tmp, the .tflite cannot be written beside the model. One error line, the old export kept, nothing left."""
+    import os
+
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        model = copy_tiny_model(tiny, disk)
+        old = {"m.float32.tflite": b"old export\n", "m.float32.json": b'{"old": true}\n'}
+        for name, content in old.items():
+            (disk / name).write_bytes(content)
+        stat = os.statvfs(disk)
+        (disk / "filler").write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize - 4096))  # 4 kB stay free
+        result = run_script("export_model.py", "--model", model, "--calibration", tiny["arrays_path"],
+                            cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert lines == [f"error: cannot write {disk / 'm.float32.tflite'}: No space left on device"], \
+            result.stderr
+        for name, content in old.items():
+            assert (disk / name).read_bytes() == content
+        assert sorted(p.name for p in disk.iterdir()) == sorted(["m.keras", "m.json", "m_split.json", "filler",
+                                                                 *old])
+
+
+def save_near_tie_model(folder, arrays):
+    """A real model whose two probabilities differ by less than int8's output step (1/256) on every image:
+    float32 reproduces its answers, a full-integer export cannot (it is refused by the self-check)."""
+    from mask_detection._tf import keras
+
+    k = keras()
+    inputs = k.Input((224, 224, 3), dtype="uint8", name="image")
+    x = k.layers.Rescaling(1 / 255.0)(inputs)
+    x = k.layers.GlobalAveragePooling2D()(x)
+    dense = k.layers.Dense(2, activation="softmax")
+    model = k.Model(inputs, dense(x))
+    kernel = np.zeros((3, 2), np.float32)
+    kernel[0, 0], kernel[2, 0] = 4e-3, -4e-3  # red minus blue, tiny
+    dense.set_weights([kernel, np.zeros(2, np.float32)])
+    path = folder / "tie.keras"
+    model.save(path)
+    (folder / "tie.json").write_text(json.dumps({"class_names": [str(c) for c in arrays["class_names"]],
+                                                 "backbone": "tiny-test", "input_size": 224}))
+    return path
+
+
+def test_exit_status_is_2_when_the_export_is_refused_and_1_when_some_are(tiny, tmp_path):
+    model = save_near_tie_model(tmp_path, tiny["arrays"])
+    single = run_script("export_model.py", "--model", model, "--quantize", "int8", "--calibration",
+                        tiny["arrays_path"], cwd=tmp_path)
+    assert single.returncode == 2, single.stderr
+    lines = single.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: export refused, tie.int8.tflite not written")
+    assert not (tmp_path / "tie.int8.tflite").exists()
+
+    several = run_script("export_model.py", "--model", model, "--quantize", "none", "int8", "--calibration",
+                         tiny["arrays_path"], cwd=tmp_path)
+    assert several.returncode == 1, several.stderr
+    lines = several.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: export refused, tie.int8.tflite not written")
+    assert (tmp_path / "tie.float32.tflite").is_file() and not (tmp_path / "tie.int8.tflite").exists()
+    assert f"exported {tmp_path / 'tie.float32.tflite'}" in several.stdout

@@ -175,3 +175,35 @@ def test_list_images(tmp_path):
     assert ".gif" in IMAGE_EXTENSIONS and ".tiff" in IMAGE_EXTENSIONS
     with pytest.raises(ImageDecodeError):
         list_images(tmp_path / "missing")
+
+
+def test_decode_photo_bounds_the_longer_side_and_reports_the_full_size(tmp_path):
+    from mask_detection.images import decode_photo
+
+    img = Image.new("RGB", (5000, 3000), (200, 30, 30))
+    img.paste((30, 30, 200), (0, 0, 2500, 3000))  # left half blue
+    path = save(img, tmp_path / "wide.jpg", "JPEG", quality=90)
+    rgb, full = decode_photo(path, limit_side=1000)
+    assert full == (3000, 5000)
+    assert rgb.shape == (600, 1000, 3)
+    assert rgb[300, 100, 2] > 150 and rgb[300, 900, 0] > 150  # not mirrored or turned
+    # EXIF "rotate 90 CW": the full size is the turned one, as the picture is shown.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = save(img, tmp_path / "turned.jpg", "JPEG", exif=exif.tobytes())
+    rgb, full = decode_photo(path, limit_side=1000)
+    assert full == (5000, 3000) and rgb.shape == (1000, 600, 3)
+    # Small photos come back whole.
+    rgb, full = decode_photo(save(Image.new("RGB", (40, 30)), tmp_path / "s.png", "PNG"), limit_side=1000)
+    assert full == (30, 40) and rgb.shape == (30, 40, 3)
+
+
+def test_list_images_warns_about_broken_links_and_loops(tmp_path):
+    save(Image.new("RGB", (8, 8)), tmp_path / "a.png", "PNG")
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (tmp_path / "x.jpg").symlink_to(tmp_path / "y.jpg")
+    (tmp_path / "y.jpg").symlink_to(tmp_path / "x.jpg")
+    heard = []
+    assert [p.name for p in list_images(tmp_path, warn=heard.append)] == ["a.png"]
+    assert heard == [f"skipped {tmp_path}/gone.jpg: a broken link", f"skipped {tmp_path}/x.jpg: a link loop",
+                     f"skipped {tmp_path}/y.jpg: a link loop"]

@@ -6,12 +6,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO, run_script
+from conftest import REPO, run_script, small_disk
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -223,3 +222,189 @@ def test_feature_cache_key_follows_the_pixels(tiny_arrays):
     assert feature_cache_key("w", cropped, arrays["labels"], split, config) != key
     assert feature_cache_key("w", arrays["images"].copy(), arrays["labels"], split, config) == key
     assert feature_cache_key("other", arrays["images"], arrays["labels"], split, config) != key
+
+
+# ------------------------------------------------------------------ issue 9: nothing lost, nothing crashes
+
+TINY_RUN = ["--random-weights", "--backbone", "efficientnet_lite0", "--epochs", "1", "--augment-views", "0",
+            "--feature-engine", "tensorflow", "--no-cache", "--quiet"]
+OUTPUT_NAMES = ("m.keras", "m.json", "m_split.json", "m_training.png", "m_confusion.png")
+
+
+def make_old_model_files(folder):
+    """An earlier model's five files, each with known content."""
+    folder.mkdir(parents=True, exist_ok=True)
+    old = {name: f"old {name} of an earlier model\n".encode() for name in OUTPUT_NAMES}
+    for name, content in old.items():
+        (folder / name).write_bytes(content)
+    return old
+
+
+def error_line(result):
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def _ignore_sigxfsz_and_limit(limit):
+    import resource
+
+    def limit_file_size():
+        # Writes past the limit fail with EFBIG ("File too large") instead of killing the process.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return limit_file_size
+
+
+def test_full_disk_while_saving_keeps_every_old_file(tiny_arrays, tmp_path):
+    """A file-size limit that the JSON and the plots fit in (tens of kB) but the model (about 15 MB) does not:
+    the run fails with one error line and every file of the earlier model is left as it was."""
+    data, _ = tiny_arrays
+    folder = tmp_path / "models"
+    old = make_old_model_files(folder)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train_model.py"), "--data", str(data), *TINY_RUN,
+         "--out", str(folder / "m.keras")],
+        capture_output=True, text=True, cwd=REPO, timeout=300, preexec_fn=_ignore_sigxfsz_and_limit(1_000_000))
+    assert result.returncode == 2, result.stderr
+    assert error_line(result) == f"error: cannot write {folder / 'm.keras'}: File too large"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(OUTPUT_NAMES)  # no temporary file left
+    for name, content in old.items():
+        assert (folder / name).read_bytes() == content, name
+
+
+def test_full_tmpfs_while_saving_keeps_every_old_file(tiny_arrays, tmp_path):
+    """The same on a real full file system: a 2 MB tmpfs (root only)."""
+    data, _ = tiny_arrays
+    with small_disk(tmp_path / "disk", "2m") as disk:
+        old = make_old_model_files(disk)
+        result = run_script("train_model.py", "--data", data, *TINY_RUN, "--out", disk / "m.keras")
+        assert result.returncode == 2, result.stderr
+        assert error_line(result) == f"error: cannot write {disk / 'm.keras'}: No space left on device"
+        assert sorted(p.name for p in disk.iterdir()) == sorted(OUTPUT_NAMES)
+        for name, content in old.items():
+            assert (disk / name).read_bytes() == content, name
+
+
+def test_sigterm_while_saving_leaves_all_old_files_or_all_new(tiny_arrays, tmp_path):
+    """SIGTERM sent as soon as the model's temporary file appears beside it: never a mix of old and new files."""
+    data, _ = tiny_arrays
+    folder = tmp_path / "models"
+    old = make_old_model_files(folder)
+    proc = subprocess.Popen([sys.executable, str(REPO / "train_model.py"), "--data", str(data), *TINY_RUN,
+                             "--out", str(folder / "m.keras")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    deadline = time.time() + 240
+    while proc.poll() is None and time.time() < deadline:
+        if any(p.name.startswith(".m.tmp-") and p.name.endswith(".keras") for p in folder.iterdir()):
+            proc.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.005)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr  # the signal came while saving, not after the run
+    assert "Traceback" not in stderr
+    assert sorted(p.name for p in folder.iterdir()) == sorted(OUTPUT_NAMES)  # no temporary file left
+    unchanged = [name for name in OUTPUT_NAMES if (folder / name).read_bytes() == old[name]]
+    assert unchanged in ([], list(OUTPUT_NAMES)), f"a mix of old and new files: {unchanged} kept"
+
+
+def test_unwritable_output_fails_before_training(tiny_arrays, tmp_path):
+    data, _ = tiny_arrays
+    blocker = tmp_path / "file"
+    blocker.write_text("a regular file, not a folder")
+    result = run_script("train_model.py", "--data", data, *TINY_RUN[:-1], "--out", blocker / "m.keras")
+    assert result.returncode == 2
+    line = error_line(result)
+    assert line.startswith(f"error: cannot write {blocker / 'm.keras'}") and "not a folder" in line
+    assert result.stdout == ""  # refused before loading the data, let alone training
+
+
+def test_outputs_never_replace_the_training_data(tiny_arrays, tmp_path):
+    """An arrays file that happens to have the name of one of the outputs (here the split record) is an input:
+    refused, and left as it was."""
+    import shutil
+
+    data, _ = tiny_arrays
+    inputs = tmp_path / "m_split.json"
+    shutil.copy(data, inputs)
+    before = inputs.read_bytes()
+    result = run_script("train_model.py", "--data", inputs, *TINY_RUN, "--out", tmp_path / "m.keras")
+    assert result.returncode == 2
+    assert error_line(result) == f"error: refusing to write {inputs}: it is one of this run's inputs"
+    assert inputs.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m_split.json"]
+
+
+def save_custom_arrays(path, images, labels):
+    from mask_detection.dataset import save_arrays
+
+    n = len(labels)
+    save_arrays(path, {"images": images, "labels": np.asarray(labels, np.int32),
+                       "class_names": np.array(["with_mask", "without_mask"]),
+                       "paths": np.array([f"{i}.png" for i in range(n)], dtype=str).reshape(n),
+                       "hashes": np.array([f"{i}".ljust(64, "0") for i in range(n)], dtype=str).reshape(n)})
+    return path
+
+
+@pytest.mark.parametrize("case, message", [
+    ("empty", "holds no images"),
+    ("small", "holds 64x64 images, but the classifier takes 224x224 images: make the arrays file with loader.py"),
+    ("one_class", "has no images of class without_mask"),
+])
+def test_unusable_arrays_are_one_clear_error(tmp_path, case, message):
+    path = tmp_path / f"{case}.npz"
+    if case == "empty":
+        save_custom_arrays(path, np.zeros((0, 224, 224, 3), np.uint8), [])
+    elif case == "small":
+        make_arrays(path, n_per_class=6, size=64)
+    else:
+        arrays = make_arrays(path, n_per_class=6)
+        save_custom_arrays(path, arrays["images"], np.zeros(12))  # every image labelled with_mask
+    result = run_script("train_model.py", "--data", path, *TINY_RUN, "--out", tmp_path / "m.keras")
+    assert result.returncode == 2
+    assert message in error_line(result)
+    assert not (tmp_path / "m.keras").exists() and "test accuracy" not in result.stdout
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_learning_rate_is_refused(tiny_arrays, tmp_path, value):
+    from mask_detection.errors import MaskDetectionError
+    from mask_detection.training import TrainConfig, train
+
+    data, _ = tiny_arrays
+    result = run_script("train_model.py", "--data", data, *TINY_RUN, "--learning-rate", value,
+                        "--out", tmp_path / "m.keras")
+    assert result.returncode == 2
+    assert "--learning-rate" in error_line(result)
+    # Library callers get the same refusal, before any work.
+    config = TrainConfig(data=str(data), weights=None, learning_rate=float(value), out=str(tmp_path / "m.keras"),
+                         cache_dir=False, progress=False)
+    with pytest.raises(MaskDetectionError, match="learning_rate must be a finite positive number"):
+        train(config, log=lambda *a: None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_feature_cache_problems_only_warn(tiny_arrays, tmp_path):
+    """The cache is optional: an unwritable cache folder is a warning (on stderr, even with --quiet) and a
+    damaged cache entry is computed again."""
+    data, _ = tiny_arrays
+    run = ["--data", data, "--backbone", "efficientnet_lite0", "--epochs", "1", "--augment-views", "0",
+           "--feature-engine", "tensorflow", "--quiet", "--out", tmp_path / "m.keras"]
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    unwritable = run_script("train_model.py", *run, "--cache-dir", blocker / "cache")
+    assert unwritable.returncode == 0, unwritable.stderr
+    assert unwritable.stderr == (f"warning: feature cache not written: cannot write {blocker / 'cache'}: {blocker} "
+                                 "is not a folder\n")
+    assert (tmp_path / "m.keras").is_file()
+
+    cache = tmp_path / "cache"
+    assert run_script("train_model.py", *run, "--cache-dir", cache).returncode == 0
+    (entry,) = cache.glob("efficientnet_lite0-*.npz")
+    entry.write_bytes(entry.read_bytes()[:1000])  # truncated, e.g. by a crash of another tool
+    again = run_script("train_model.py", *run[:-2], "--cache-dir", cache, "--out", tmp_path / "again.keras")
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "again.json").read_text())["features_from"] == "TensorFlow"
+    with np.load(entry) as rewritten:  # and the entry is whole again
+        assert rewritten["base"].shape[0] == 16

@@ -1,0 +1,84 @@
+"""The command-line contract shared by every script: one `error:` line for bad arguments, signals handled like
+Ctrl-C (outputs complete or untouched, exit 128 + signal), a reader that goes away ends the run quietly."""
+
+import signal
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from conftest import REPO, run_script
+
+
+@pytest.mark.parametrize(
+    "script, args",
+    [
+        ("detect_image.py", ["--demo", "--face-confidence", "1.5"]),
+        ("detect_image.py", ["--demo", "--threads", "0"]),
+        ("detect_image.py", []),
+        ("detect_webcam.py", ["--max-frames", "zero"]),
+        ("train_model.py", ["--epochs", "0"]),
+        ("train_model.py", ["--learning-rate", "nan"]),
+        ("loader.py", ["--face-confidence", "2"]),
+        ("evaluate.py", ["--scenes", "x", "--iou", "0"]),
+        ("export_model.py", ["--quantize", "bogus"]),
+    ],
+)
+def test_bad_arguments_give_one_error_line_and_exit_2(script, args):
+    result = run_script(script, *args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert f"{script} --help" in lines[0]
+    assert result.stdout == ""
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    for i in range(60):
+        (folder / f"p{i:02d}.jpg").write_bytes(encoded.tobytes())
+    return folder
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_terminating_signal_during_a_folder_run_leaves_only_complete_outputs(tmp_path, photo_folder, signum):
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, str(REPO / "detect_image.py"), "--image", str(photo_folder),
+                                "--output", str(out), "--no-display"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        first = process.stdout.readline()
+        assert "face 1/1" in first, process.stderr.read() if process.poll() is not None else first
+        assert process.stdout.readline().startswith("saved ")
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signum, stderr
+    assert f"stopped by signal {signal.Signals(signum).name}" in stderr and "Traceback" not in stderr
+    written = sorted(out.iterdir())
+    assert 0 < len(written) < 60
+    assert not [p for p in written if p.name.startswith(".")]  # no temporary file left behind
+    for path in written:
+        assert cv2.imread(str(path)).shape == (512, 512, 3)
+
+
+def test_a_reader_that_goes_away_ends_the_run_without_a_traceback(photo_folder):
+    process = subprocess.Popen([sys.executable, str(REPO / "detect_image.py"), "--image", str(photo_folder),
+                                "--json", "--no-display"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert process.stdout.readline().startswith(b"{")
+        process.stdout.close()  # like `| head -1`
+        stderr = process.stderr.read().decode()
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert process.returncode != 0
+    assert np.isfinite(process.returncode)

@@ -11,18 +11,16 @@ prints both per-epoch costs, their ratio, and the projected time for the request
 """
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 
 def main():
+    from mask_detection.backbones import BACKBONES
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backbone", default="efficientnet_lite0", choices=("resnet50", "efficientnet_lite0"))
+    p.add_argument("--backbone", default="efficientnet_lite0", choices=BACKBONES)
     p.add_argument("--random-weights", action="store_true", help="random backbone weights (no download)")
     p.add_argument("--data", help="arrays file from loader.py (default: random images)")
     p.add_argument("--images", type=int, default=256, help="images to time (default: %(default)s)")
@@ -31,12 +29,17 @@ def main():
     args = p.parse_args()
 
     from mask_detection._tf import keras, tf
-    from mask_detection.model import build_classifier, build_feature_extractor, build_head_layers, compile_model
-    from mask_detection.model import apply_layers
+    from mask_detection.model import (
+        apply_layers,
+        build_classifier,
+        build_feature_extractor,
+        build_head_layers,
+        compile_model,
+    )
 
     k, t = keras(), tf()
     if args.data:
-        from mask_detection.dataset import load_arrays
+        from mask_detection.arrays import load_arrays
 
         arrays = load_arrays(args.data)
         images = arrays["images"][: args.images]
@@ -52,7 +55,7 @@ def main():
     call = t.function(lambda x: extractor(x, training=False), input_signature=[spec])
     call(images[: args.batch_size])  # trace once
     t0 = time.perf_counter()
-    feats = np.concatenate([call(images[i:i + args.batch_size]).numpy() for i in range(0, n, args.batch_size)])
+    feats = np.concatenate([call(images[i : i + args.batch_size]).numpy() for i in range(0, n, args.batch_size)])
     feature_s = time.perf_counter() - t0
 
     # What train_model.py uses on real datasets: the backbone converted once and run by LiteRT.
@@ -62,7 +65,7 @@ def main():
     fast, _ = feature_function(extractor, "litert", n, images[:4], log=lambda *a: None)
     convert_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    fast_feats = np.concatenate([fast(images[i:i + args.batch_size]) for i in range(0, n, args.batch_size)])
+    fast_feats = np.concatenate([fast(images[i : i + args.batch_size]) for i in range(0, n, args.batch_size)])
     litert_s = time.perf_counter() - t0
     max_diff = float(np.abs(fast_feats - feats).max() / max(1e-12, np.abs(feats).max()))
 
@@ -83,11 +86,15 @@ def main():
 
     per_image_ms = 1000 * feature_s / n
     litert_ms = 1000 * litert_s / n
-    print(f"backbone {args.backbone} ({'random' if args.random_weights else 'ImageNet'} weights), {n} images, "
-          f"batch {args.batch_size}, {t.config.threading.get_intra_op_parallelism_threads() or 'all'} threads")
+    print(
+        f"backbone {args.backbone} ({'random' if args.random_weights else 'ImageNet'} weights), {n} images, "
+        f"batch {args.batch_size}, {t.config.threading.get_intra_op_parallelism_threads() or 'all'} threads"
+    )
     print(f"{'feature pass, TensorFlow':<34}{feature_s:9.2f} s  ({per_image_ms:.1f} ms/image, once)")
-    print(f"{'feature pass, LiteRT (the default)':<34}{litert_s:9.2f} s  ({litert_ms:.1f} ms/image, once; "
-          f"conversion and check {convert_s:.0f} s once; largest difference {max_diff:.1e} relative)")
+    print(
+        f"{'feature pass, LiteRT (the default)':<34}{litert_s:9.2f} s  ({litert_ms:.1f} ms/image, once; "
+        f"conversion and check {convert_s:.0f} s once; largest difference {max_diff:.1e} relative)"
+    )
     print(f"{'head epoch on cached features':<34}{head_epoch_s:9.3f} s")
     print(f"{'end-to-end epoch (frozen backbone)':<34}{e2e_epoch_s:9.2f} s")
     print(f"{'ratio end-to-end / head epoch':<34}{e2e_epoch_s / head_epoch_s:9.0f} x")
@@ -98,10 +105,12 @@ def main():
         # train_model.py also computes --augment-views views of the 70% training images.
         views = 2
         passes = total_images * (1 + 0.7 * views)
-        print(f"projected for all {total_images} images: feature pass with {views} augmented views "
-              f"{(convert_s + passes * litert_ms / 1000) / 60:.1f} min with LiteRT "
-              f"({passes * per_image_ms / 60000:.1f} min with TensorFlow), then head epochs of a few seconds each; "
-              f"end-to-end {args.epochs} epochs {e2e_total * total_images / n / 3600:.1f} h")
+        print(
+            f"projected for all {total_images} images: feature pass with {views} augmented views "
+            f"{(convert_s + passes * litert_ms / 1000) / 60:.1f} min with LiteRT "
+            f"({passes * per_image_ms / 60000:.1f} min with TensorFlow), then head epochs of a few seconds each; "
+            f"end-to-end {args.epochs} epochs {e2e_total * total_images / n / 3600:.1f} h"
+        )
 
 
 if __name__ == "__main__":

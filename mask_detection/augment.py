@@ -11,7 +11,7 @@ import numpy as np
 AUGMENT_VERSION = 1  # part of the feature cache key: bump when the recipe below changes
 
 
-def augment_image(image, rng):
+def augment_image(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One random view of a square uint8 RGB image, same shape."""
     size = image.shape[0]
     out = image
@@ -22,8 +22,9 @@ def augment_image(image, rng):
     shift = rng.uniform(-0.08, 0.08, size=2) * size
     matrix = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
     matrix[:, 2] += shift
-    out = cv2.warpAffine(np.ascontiguousarray(out), matrix, (size, size), flags=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
+    out = cv2.warpAffine(
+        np.ascontiguousarray(out), matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     if rng.random() < 0.3:
         small = int(rng.integers(20, 65))
         out = cv2.resize(out, (small, small), interpolation=cv2.INTER_AREA)
@@ -36,5 +37,5 @@ def augment_image(image, rng):
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def augment_batch(images, rng):
+def augment_batch(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.stack([augment_image(img, rng) for img in images])

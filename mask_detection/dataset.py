@@ -1,36 +1,36 @@
-"""Dataset folder -> one arrays file for training.
+"""Dataset folder -> the arrays for training (saved by ``arrays.save_arrays``).
 
-Layout: ``<dataset>/<class>/...`` (any two or more class folders, sorted; every regular non-hidden
-file below a class folder is tried, decoded by content). Exact duplicates (sha256 of the file bytes)
-are kept once; a picture found under two different classes is a label conflict and is dropped from
-all of them. The arrays file (uncompressed .npz) holds:
-
-- ``images`` uint8 (N, 224, 224, 3) RGB, made by ``images.to_model_input``
-- ``labels`` int32 (N,), indices into ``class_names``
-- ``class_names`` str (n_classes,)
-- ``paths`` str (N,), relative to the dataset folder, '/'-separated
-- ``hashes`` str (N,), sha256 hex of the file bytes
+Layout: ``<dataset>/<class>/...`` (any two or more class folders, sorted; every regular non-hidden file below a
+class folder is tried, decoded by content). Exact duplicates (sha256 of the file bytes) are kept once; a picture
+found under two different classes is a label conflict and is dropped from all of them. With a face detector,
+each picture is cropped to its largest face by the same rule as detection (``crop.crop_face``).
 """
 
 import errno
 import hashlib
 import os
 import sys
-import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
+from tqdm import tqdm
 
 from . import INPUT_SIZE
-from .errors import DatasetError, ImageDecodeError
-from .fileio import atomic_path, display_path
+from .crop import crop_face, largest_face
+from .detector import clip_box
+from .errors import DatasetError, ImageDecodeError, OutputError, exception_line
+from .fileio import check_writable, display_path
+from .images import decode_image, shrink_to_side, to_model_input
+from .interfaces import FaceDetector
 
-ARRAY_KEYS = ("images", "labels", "class_names", "paths", "hashes")
+Warn = Callable[[str], None]
 
-# With --face-crop, large pictures are decoded at reduced JPEG scale (short side still >= this) and
-# faces are searched on a copy at most this big: a face that fills less than ~1/4 of such a picture
-# would be upscaled from under 224 px anyway, and YuNet on a 20-megapixel frame takes seconds.
+# With a face detector, large pictures are decoded at reduced JPEG scale (short side still >= this) and faces are
+# searched on a copy at most this big: a face that fills less than ~1/4 of such a picture would be upscaled from
+# under 224 px anyway, and YuNet on a 20-megapixel frame takes seconds.
 FACE_DECODE_SIDE = 4 * INPUT_SIZE
 FACE_DETECT_MAX_SIDE = 1280
 
@@ -42,48 +42,50 @@ class ClassSummary:
     skipped: int = 0  # undecodable
     duplicates: int = 0  # exact copies of an earlier file of the same class
     conflicts: int = 0  # same picture also under another class: dropped
-    no_face: int = 0  # --face-crop only: kept as the whole picture
+    no_face: int = 0  # with a face detector only: kept as the whole picture
     kept: int = 0
 
     @property
-    def decoded(self):
+    def decoded(self) -> int:
         return self.found - self.skipped
 
 
 @dataclass
 class Summary:
-    classes: list
+    classes: list[ClassSummary]
     face_crop: bool = False
     conflict_groups: int = 0
-    skipped_paths: list = field(default_factory=list)
-    conflict_paths: list = field(default_factory=list)  # one list of paths per conflict group
+    skipped_paths: list[str] = field(default_factory=list)
+    conflict_paths: list[list[str]] = field(default_factory=list)  # one list of paths per conflict group
 
-    def total(self, attribute):
+    def total(self, attribute: str) -> int:
         return sum(getattr(item, attribute) for item in self.classes)
 
 
-def _default_warn(message):
-    from tqdm import tqdm
+@dataclass
+class Picture:
+    """One distinct picture (files with the same bytes are copies of it)."""
 
-    from .fileio import safe_text
+    digest: str  # sha256 of the file bytes
+    row: int | None = None  # its row in the images array; None when it cannot be used
+    reason: str | None = None  # why it cannot be used (undecodable, out of memory...)
+    no_face: bool = False  # a face crop was asked for and no face found: kept whole
+    copies: list[tuple[int, str]] = field(default_factory=list)  # (class index, path) of every copy
 
-    # tqdm.write prints above a running progress bar instead of through it. File names may hold any bytes
-    # (Linux names are bytes) and stderr any encoding: the line is made printable first.
-    stream = sys.stderr
-    text = safe_text(f"warning: {message}")
-    encoding = getattr(stream, "encoding", None) or "utf-8"
-    try:
-        text = text.encode(encoding, "backslashreplace").decode(encoding)
-    except LookupError:
-        pass
-    tqdm.write(text, file=stream)
+    @property
+    def classes(self) -> set[int]:
+        return {class_index for class_index, _ in self.copies}
 
 
-def _is_hidden(name):
+def _no_warning(message: str) -> None:
+    pass
+
+
+def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def find_classes(dataset_dir):
+def find_classes(dataset_dir: Path | str) -> list[str]:
     """Sorted class folder names of ``dataset_dir``; DatasetError unless there are two or more."""
     dataset_dir = Path(dataset_dir)
     if not dataset_dir.exists():
@@ -107,7 +109,33 @@ def find_classes(dataset_dir):
     return names
 
 
-def list_class_files(class_dir, warn=None):
+def check_arrays_output(out: Path | str, dataset_dir: Path | str, class_names: list[str]) -> None:
+    """Refuse, before the slow scan, an arrays file that cannot be written or that would be read as a picture.
+
+    Inside a class folder (or a folder that the next run would take for a new class) the arrays file could
+    replace a picture, and would become an input of the next run.
+    """
+    check_writable(out)
+    real = Path(os.path.realpath(out))
+    for name in class_names:
+        folder = Path(os.path.realpath(Path(dataset_dir) / name))
+        if real.is_relative_to(folder):
+            raise OutputError(
+                f"refusing to write {display_path(out)}: it is inside the class folder "
+                f"{display_path(Path(dataset_dir) / name)}, whose files are this run's inputs"
+            )
+    base = Path(os.path.realpath(dataset_dir))
+    if real.is_relative_to(base) and len(real.relative_to(base).parts) > 1:
+        first = real.relative_to(base).parts[0]
+        if not first.startswith("."):  # hidden folders are not classes
+            raise OutputError(
+                f"refusing to write {display_path(out)}: {display_path(Path(dataset_dir) / first)} "
+                f"would be taken for a class folder by the next run (write beside the class folders, "
+                f"e.g. {display_path(Path(dataset_dir) / real.name)})"
+            )
+
+
+def list_class_files(class_dir: Path | str, warn: Warn | None = None) -> list[str]:
     """Regular non-hidden files below ``class_dir`` (recursively), as sorted relative '/'-paths.
 
     Entries that cannot be used (broken links, link loops, unreadable sub-folders...) get one ``warn`` line each;
@@ -116,7 +144,7 @@ def list_class_files(class_dir, warn=None):
     return scan_class_folder(class_dir, warn)[0]
 
 
-def scan_class_folder(class_dir, warn=None):
+def scan_class_folder(class_dir: Path | str, warn: Warn | None = None) -> tuple[list[str], list[tuple[str, str]]]:
     """``(files, skipped)``: the regular non-hidden files below ``class_dir`` (recursively) as sorted relative
     '/'-paths, and ``(relative path, reason)`` for every entry that should have been a picture but cannot be
     read: a broken link, a link loop, a sub-folder that cannot be listed. One ``warn`` line per skipped entry.
@@ -124,9 +152,7 @@ def scan_class_folder(class_dir, warn=None):
     Links to folders are not followed (a link back up the tree would scan forever, and a picture would be read
     twice): each gets one ``warn`` line but is not counted as a failure.
     """
-    from .fileio import display_path
-
-    warn = warn or _default_warn
+    warn = warn or _no_warning
     class_dir = Path(class_dir)
     found, skipped = [], []
 
@@ -148,8 +174,10 @@ def scan_class_folder(class_dir, warn=None):
                 continue
             if (root / name).is_symlink():
                 target = display_path(os.readlink(root / name))
-                warn(f"not followed: {display_path(class_dir.name)}/{display_path(rel_of(root / name))} is a link "
-                     f"to a folder ({target}); put the pictures themselves in the class folder")
+                warn(
+                    f"not followed: {display_path(class_dir.name)}/{display_path(rel_of(root / name))} is a link "
+                    f"to a folder ({target}); put the pictures themselves in the class folder"
+                )
                 continue
             kept.append(name)
         dirnames[:] = kept
@@ -167,11 +195,9 @@ def scan_class_folder(class_dir, warn=None):
     return sorted(found), sorted(skipped)
 
 
-def _unusable_entry(path):
+def _unusable_entry(path: Path) -> str | None:
     """Why a non-regular entry is skipped: a broken link or a link loop; None for sockets, fifos, devices
     (never pictures)."""
-    from .fileio import display_path
-
     if not path.is_symlink():
         return None
     try:
@@ -189,30 +215,14 @@ def _unusable_entry(path):
     return None  # a link to something that is neither a file nor a folder
 
 
-def _last_line(exc):
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
-
-
-def _face_crop(rgb, detector):
-    """Crop ``rgb`` to its largest face; None when no face is found."""
-    import cv2
-
-    from .faces import clip_box, crop_face, largest_face
-
-    height, width = rgb.shape[:2]
-    scale = min(1.0, FACE_DETECT_MAX_SIDE / max(height, width))
-    if scale < 1.0:
-        small = cv2.resize(
-            rgb, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
-        )
-    else:
-        small = rgb
-    faces = detector.detect(np.ascontiguousarray(small[:, :, ::-1]))
-    face = largest_face(faces)
+def face_crop(rgb: np.ndarray, detector: FaceDetector) -> np.ndarray | None:
+    """Crop ``rgb`` to its largest face, as detection crops faces; None when no face is found."""
+    small = shrink_to_side(rgb, FACE_DETECT_MAX_SIDE)
+    scale = min(1.0, FACE_DETECT_MAX_SIDE / max(rgb.shape[:2]))  # what shrink_to_side shrank by
+    face = largest_face(detector.detect(np.ascontiguousarray(small[:, :, ::-1])))
     if face is None:
         return None
-    x, y, w, h = face.box
+    x, y, w, h = face.xywh
     box = clip_box(x / scale, y / scale, w / scale, h / scale, rgb.shape)
     if box is None:
         return None
@@ -220,154 +230,143 @@ def _face_crop(rgb, detector):
 
 
 def build_arrays(
-    dataset_dir,
-    face_crop=False,
-    detector=None,
-    face_confidence=0.5,
-    progress=True,
-    warn=None,
-    size=INPUT_SIZE,
-):
+    dataset_dir: Path | str,
+    detector: FaceDetector | None = None,
+    progress: bool = False,
+    warn: Warn | None = None,
+    size: int = INPUT_SIZE,
+) -> tuple[dict[str, np.ndarray], Summary]:
     """Scan, decode, deduplicate and resize a dataset folder.
 
-    Returns ``(arrays, summary)``: ``arrays`` has the keys of ARRAY_KEYS, ``summary`` is a Summary.
-    Undecodable files are skipped with one ``warn`` line each. Raises DatasetError for a bad layout or
-    a class that ends with no usable picture.
+    Returns ``(arrays, summary)``: ``arrays`` has the keys of ``arrays.ARRAY_KEYS``. ``detector``: when given,
+    each picture is cropped to its largest face (pictures with none are kept whole). ``progress``: a progress bar
+    on stderr. Undecodable files are skipped with one ``warn`` line each. Raises DatasetError for a bad layout
+    or a class that ends with no usable picture.
     """
-    import cv2
-    from tqdm import tqdm
-
-    from .images import decode_image, to_model_input
-
-    warn = warn or _default_warn
+    warn = warn or _no_warning
     dataset_dir = Path(dataset_dir)
     class_names = find_classes(dataset_dir)
-    summaries = [ClassSummary(name) for name in class_names]
+    summary = Summary(classes=[ClassSummary(name) for name in class_names], face_crop=detector is not None)
+    candidates = _scan_candidates(dataset_dir, summary, warn)
+    # Filled in place, one row per distinct decodable picture: the uint8 array is the only big allocation
+    # (3,832 pictures -> 577 MB), no per-picture lists of arrays.
+    images = np.empty((len(candidates), size, size, 3), dtype=np.uint8)
+    pictures = _read_pictures(dataset_dir, candidates, images, detector, summary, progress, warn)
+    _count_duplicates_and_conflicts(pictures, summary, warn)
+    kept = [picture for picture in pictures if picture.copies and len(picture.classes) == 1]
+    _check_every_class_kept(summary)
+    arrays = {
+        "images": _compact(images, [picture.row for picture in kept]),
+        "labels": np.asarray([picture.copies[0][0] for picture in kept], dtype=np.int32),
+        "class_names": np.asarray(class_names, dtype=str),
+        "paths": np.asarray([picture.copies[0][1] for picture in kept], dtype=str),
+        "hashes": np.asarray([picture.digest for picture in kept], dtype=str),
+    }
+    return arrays, summary
 
-    candidates = []  # (class index, path relative to dataset_dir)
-    skipped_paths = []
-    for index, name in enumerate(class_names):
-        files, broken = scan_class_folder(dataset_dir / name, warn=warn)
+
+def _scan_candidates(dataset_dir: Path, summary: Summary, warn: Warn) -> list[tuple[int, str]]:
+    """(class index, path relative to the dataset folder) of every file to try, class by class."""
+    candidates = []
+    for index, item in enumerate(summary.classes):
+        files, broken = scan_class_folder(dataset_dir / item.name, warn=warn)
         # Broken links and link loops are pictures the user meant to give: counted as found and skipped.
-        summaries[index].found = len(files) + len(broken)
-        summaries[index].skipped = len(broken)
-        skipped_paths.extend(f"{name}/{rel}" for rel, _ in broken)
-        candidates.extend((index, f"{name}/{rel}") for rel in files)
-    empty = [name for name, item in zip(class_names, summaries) if item.found == 0]
+        item.found = len(files) + len(broken)
+        item.skipped = len(broken)
+        summary.skipped_paths.extend(f"{item.name}/{rel}" for rel, _ in broken)
+        candidates.extend((index, f"{item.name}/{rel}") for rel in files)
+    empty = [item.name for item in summary.classes if item.found == 0]
     if empty:
         raise DatasetError(f"class folder {display_path(dataset_dir / empty[0])} contains no files")
+    return candidates
 
-    if face_crop and detector is None:
-        from .faces import FaceDetector
 
-        detector = FaceDetector(score_threshold=face_confidence)
+def _read_pictures(
+    dataset_dir: Path,
+    candidates: list[tuple[int, str]],
+    images: np.ndarray,
+    detector: FaceDetector | None,
+    summary: Summary,
+    progress: bool,
+    warn: Warn,
+) -> list[Picture]:
+    """Read every candidate file; each distinct decodable picture fills the next row of ``images`` once.
 
-    # Filled in place, one row per first copy of each decodable picture: the uint8 array is the only
-    # big allocation (3,832 pictures -> 577 MB), no per-picture lists of arrays.
-    images = np.empty((len(candidates), size, size, 3), dtype=np.uint8)
-    row_of_hash = {}  # sha256 -> row in images (decodable content, first copy)
-    bad_hash = {}  # sha256 -> reason (undecodable content)
-    classes_of_hash = {}  # sha256 -> set of class indices where it was found decodable
-    entries = []  # (class index, rel path, sha256) for first copies within their class, in row order
-    seen_in_class = set()  # (class index, sha256)
-    hash_paths = {}  # sha256 -> [(class index, rel path)] of every decodable copy
-    no_face_rows = set()
-    max_side = FACE_DECODE_SIDE if face_crop else size
+    Returns the distinct pictures in the order they were first seen; unusable files are counted as skipped.
+    """
+    pictures: dict[str, Picture] = {}
+    rows = 0
 
-    bar = tqdm(total=len(candidates), desc="loading", unit="img", file=sys.stderr, disable=not progress, leave=False)
-    try:
+    def skip(class_index, rel, reason):
+        summary.classes[class_index].skipped += 1
+        summary.skipped_paths.append(rel)
+        warn(f"skipped {rel}: {reason}")
+
+    with tqdm(
+        total=len(candidates), desc="loading", unit="img", file=sys.stderr, disable=not progress, leave=False
+    ) as bar:
         for class_index, rel in candidates:
             bar.update(1)
-            item = summaries[class_index]
-            full = dataset_dir / rel
             try:
-                data = full.read_bytes()
+                data = (dataset_dir / rel).read_bytes()
             except OSError as exc:
-                item.skipped += 1
-                skipped_paths.append(rel)
-                warn(f"skipped {rel}: cannot read: {exc.strerror or exc}")
+                skip(class_index, rel, f"cannot read: {exc.strerror or exc}")
                 continue
             digest = hashlib.sha256(data).hexdigest()
-            if digest in bad_hash:
-                item.skipped += 1
-                skipped_paths.append(rel)
-                warn(f"skipped {rel}: {bad_hash[digest]}")
-                continue
-            if digest not in row_of_hash:
-                try:
-                    rgb = decode_image(data, max_side=max_side)
-                except ImageDecodeError as exc:
-                    bad_hash[digest] = exc.reason
-                    item.skipped += 1
-                    skipped_paths.append(rel)
-                    warn(f"skipped {rel}: {exc.reason}")
-                    continue
+            picture = pictures.get(digest)
+            if picture is None:
+                picture = pictures[digest] = _decode_picture(data, digest, images, rows, detector)
                 del data
-                row = len(row_of_hash)
-                try:
-                    crop = _face_crop(rgb, detector) if face_crop else None
-                    images[row] = to_model_input(rgb if crop is None else crop, size)
-                except (MemoryError, cv2.error) as exc:
-                    # One picture too big for memory (or that OpenCV rejects) is one skipped file, not a lost run.
-                    reason = "out of memory" if isinstance(exc, MemoryError) else f"OpenCV error: {_last_line(exc)}"
-                    bad_hash[digest] = reason
-                    item.skipped += 1
-                    skipped_paths.append(rel)
-                    warn(f"skipped {rel}: {reason}")
-                    continue
-                finally:
-                    del rgb
-                if face_crop and crop is None:
-                    no_face_rows.add(row)
-                row_of_hash[digest] = row
-            hash_paths.setdefault(digest, []).append((class_index, rel))
-            classes_of_hash.setdefault(digest, set()).add(class_index)
-            if (class_index, digest) not in seen_in_class:
-                seen_in_class.add((class_index, digest))
-                entries.append((class_index, rel, digest))
-    finally:
-        bar.close()
+                rows += picture.row is not None
+            if picture.reason is not None:
+                skip(class_index, rel, picture.reason)
+                continue
+            picture.copies.append((class_index, rel))
+    return list(pictures.values())
 
+
+def _decode_picture(data: bytes, digest: str, images: np.ndarray, row: int, detector: FaceDetector | None) -> Picture:
+    """Decode a picture's bytes into ``images[row]`` (cropped to its face with a detector)."""
+    max_side = FACE_DECODE_SIDE if detector is not None else images.shape[1]
+    try:
+        rgb = decode_image(data, max_side=max_side)
+    except ImageDecodeError as exc:
+        return Picture(digest, reason=exc.reason)
+    try:
+        crop = face_crop(rgb, detector) if detector is not None else None
+        images[row] = to_model_input(rgb if crop is None else crop, images.shape[1])
+    except MemoryError:
+        # One picture too big for memory (or that OpenCV rejects) is one skipped file, not a lost run.
+        return Picture(digest, reason="out of memory")
+    except cv2.error as exc:
+        return Picture(digest, reason=f"OpenCV error: {exception_line(exc, last=True)}")
+    return Picture(digest, row=row, no_face=detector is not None and crop is None)
+
+
+def _count_duplicates_and_conflicts(pictures: list[Picture], summary: Summary, warn: Warn) -> None:
+    """Count duplicates per class and drop label conflicts (one warning per conflicting picture)."""
     conflict_groups = []
-    for digest, found in hash_paths.items():
-        if len(classes_of_hash[digest]) > 1:
+    for picture in pictures:
+        if len(picture.classes) > 1:
             # Every copy of a conflicting picture goes, so all count as conflicts, none as duplicates.
-            for class_index, _ in found:
-                summaries[class_index].conflicts += 1
-            conflict_groups.append([rel for _, rel in found])
-        else:
-            summaries[found[0][0]].duplicates += len(found) - 1
-    conflict_hashes = {digest for digest in hash_paths if len(classes_of_hash[digest]) > 1}
+            for class_index, _ in picture.copies:
+                summary.classes[class_index].conflicts += 1
+            conflict_groups.append([rel for _, rel in picture.copies])
+        elif picture.copies:
+            item = summary.classes[picture.copies[0][0]]
+            item.duplicates += len(picture.copies) - 1
+            item.kept += 1
+            item.no_face += picture.no_face
     conflict_groups.sort()
     for paths in conflict_groups:
         labels = ", ".join(sorted({rel.split("/", 1)[0] for rel in paths}))
         warn(f"label conflict: the same picture is under {labels}: {', '.join(paths)} (dropped from all)")
+    summary.conflict_groups = len(conflict_groups)
+    summary.conflict_paths = conflict_groups
 
-    # Compact the kept rows to the front, in scan order; rows only ever move down, so in place is safe.
-    kept_rows, labels, paths, hashes = [], [], [], []
-    for class_index, rel, digest in entries:
-        if digest in conflict_hashes:
-            continue
-        kept_rows.append(row_of_hash[digest])
-        labels.append(class_index)
-        paths.append(rel)
-        hashes.append(digest)
-        summaries[class_index].kept += 1
-        if row_of_hash[digest] in no_face_rows:
-            summaries[class_index].no_face += 1
-    for new_row, old_row in enumerate(kept_rows):
-        if new_row != old_row:
-            images[new_row] = images[old_row]
-    images = images[: len(kept_rows)]
 
-    summary = Summary(
-        classes=summaries,
-        face_crop=bool(face_crop),
-        conflict_groups=len(conflict_groups),
-        skipped_paths=skipped_paths,
-        conflict_paths=conflict_groups,
-    )
-    for item in summaries:
+def _check_every_class_kept(summary: Summary) -> None:
+    for item in summary.classes:
         if item.kept == 0:
             if item.decoded == 0:
                 reason = f"none of its {item.found} files could be decoded"
@@ -375,79 +374,17 @@ def build_arrays(
                 reason = "all its pictures are duplicates of pictures in other classes (label conflicts)"
             raise DatasetError(f"class {item.name} has no usable image: {reason}")
 
-    arrays = {
-        "images": images,
-        "labels": np.asarray(labels, dtype=np.int32),
-        "class_names": np.asarray(class_names, dtype=str),
-        "paths": np.asarray(paths, dtype=str),
-        "hashes": np.asarray(hashes, dtype=str),
-    }
-    return arrays, summary
+
+def _compact(images: np.ndarray, rows: list[int]) -> np.ndarray:
+    """The kept rows moved to the front in order; rows only ever move down, so in place is safe."""
+    for new_row, old_row in enumerate(rows):
+        if new_row != old_row:
+            images[new_row] = images[old_row]
+    return images[: len(rows)]
 
 
-def save_arrays(path, arrays):
-    """Write the arrays file (uncompressed .npz) atomically; returns its size in bytes."""
-    path = Path(path)
-    missing = [key for key in ARRAY_KEYS if key not in arrays]
-    if missing:
-        raise ValueError(f"arrays lack keys {missing}")
-    try:
-        with atomic_path(path) as tmp:
-            # A file object, not a name: np.savez would append ".npz" to any other ending.
-            with open(tmp, "wb") as stream:
-                np.savez(stream, **{key: arrays[key] for key in ARRAY_KEYS})
-    except OSError as exc:
-        raise DatasetError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return path.stat().st_size
-
-
-def load_arrays(path):
-    """Read and validate an arrays file written by ``loader.py``; DatasetError when unusable."""
-    path = Path(path)
-    hint = "(run loader.py to create it)"
-    if not path.exists():
-        raise DatasetError(f"arrays file not found: {path} {hint}")
-    if not path.is_file():
-        raise DatasetError(f"arrays path is not a file: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [key for key in ARRAY_KEYS if key not in archive.files]
-            if missing:
-                raise DatasetError(f"{path} is not a loader arrays file: missing {', '.join(missing)} {hint}")
-            arrays = {key: archive[key] for key in ARRAY_KEYS}
-    except DatasetError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise DatasetError(f"{path} is not a valid arrays file: {reason} {hint}") from None
-
-    images, labels = arrays["images"], arrays["labels"]
-    class_names = arrays["class_names"]
-
-    def bad(reason):
-        return DatasetError(f"{path} is not a valid arrays file: {reason} {hint}")
-
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3 or images.shape[1] != images.shape[2]:
-        raise bad(f"images must be uint8 (N, S, S, 3), got {images.dtype} {images.shape}")
-    if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise bad(f"labels must be a 1-D integer array, got {labels.dtype} {labels.shape}")
-    if class_names.ndim != 1 or class_names.dtype.kind != "U" or len(class_names) < 2:
-        raise bad(f"class_names must be 2 or more strings, got {class_names.dtype} {class_names.shape}")
-    count = images.shape[0]
-    for key in ("labels", "paths", "hashes"):
-        if arrays[key].shape != (count,):
-            raise bad(f"{key} has shape {arrays[key].shape}, expected ({count},)")
-    for key in ("paths", "hashes"):
-        if arrays[key].dtype.kind != "U":
-            raise bad(f"{key} must be strings, got {arrays[key].dtype}")
-    if count and (labels.min() < 0 or labels.max() >= len(class_names)):
-        raise bad(f"labels outside 0..{len(class_names) - 1}")
-    arrays["labels"] = labels.astype(np.int32, copy=False)
-    return arrays
-
-
-def format_summary(summary):
-    """The per-class table printed at the end of loader.py."""
+def format_summary(summary: Summary) -> str:
+    """The per-class table the loader prints at the end."""
     columns = ["found", "decoded", "skipped", "duplicates", "conflicts"]
     if summary.face_crop:
         columns.append("no_face")
@@ -459,7 +396,9 @@ def format_summary(summary):
     widths = [max(len(header), *(len(row[i + 1]) for row in rows)) for i, header in enumerate(headers)]
 
     def line(cells):
-        return "  ".join([cells[0].ljust(name_width)] + [cell.rjust(w) for cell, w in zip(cells[1:], widths)])
+        return "  ".join(
+            [cells[0].ljust(name_width)] + [cell.rjust(w) for cell, w in zip(cells[1:], widths, strict=True)]
+        )
 
     out = [line(["class"] + headers)]
     out.append("-" * len(out[0]))

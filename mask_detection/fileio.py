@@ -73,12 +73,12 @@ def atomic_paths(paths, suffixes=None):
     suffixes = list(suffixes) if suffixes is not None else [None] * len(paths)
     temporaries = []
     try:
-        for path, suffix in zip(paths, suffixes):
+        for path, suffix in zip(paths, suffixes, strict=True):
             path.parent.mkdir(parents=True, exist_ok=True)  # OSError as it is: callers say what failed
             temporaries.append(temporary_path(path, suffix))
         yield temporaries
         with signals_held():
-            for tmp, path in zip(temporaries, paths):
+            for tmp, path in zip(temporaries, paths, strict=True):
                 os.replace(tmp, path)
     finally:
         for tmp in temporaries:
@@ -162,7 +162,19 @@ def refuse_overwriting_inputs(outputs, inputs):
             if same_file(output, source):
                 same = "" if os.fspath(output) == os.fspath(source) else f" ({display_path(source)})"
                 if os.path.isdir(source):
-                    raise OutputError(f"refusing to write into {display_path(output)}: it is one of this run's "
-                                      f"input folders{same}, whose files would be read as inputs")
-                raise OutputError(f"refusing to write {display_path(output)}: it is one of this run's "
-                                  f"inputs{same}")
+                    raise OutputError(
+                        f"refusing to write into {display_path(output)}: it is one of this run's "
+                        f"input folders{same}, whose files would be read as inputs"
+                    )
+                raise OutputError(f"refusing to write {display_path(output)}: it is one of this run's inputs{same}")
+
+
+def sha256_file(path) -> str:
+    """Hex sha256 of a file's bytes, read in blocks (model files are tens of MB)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -7,21 +7,27 @@ PNG and WebP files named ``.jpg``, RGBA and palette PNGs, grayscale and 16-bit p
 import errno
 import io
 import os
+import re
 import struct
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
+from PIL import Image, ImageOps
 
 from . import INPUT_SIZE
-from .errors import ImageDecodeError
-from .fileio import display_path
+from .errors import ImageDecodeError, OutputError
+from .fileio import atomic_path, display_path
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 # Padding a very long, thin picture to a square before resizing can need gigabytes (20000 x 100 ->
 # 20000^2 x 3 bytes). Above this side the picture is first shrunk, aspect kept, to this side.
 _MAX_PAD_SIDE = 4096
+
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview
 
 _TRANSPARENT_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
@@ -45,7 +51,18 @@ def _short_reason(exc):
     return f"{name}: {text}" if text else name
 
 
-def decode_image(source, max_side=None):
+def quiet_opencv_logs() -> None:
+    """Silence OpenCV's own log lines, process-wide (OpenCV's log level is global; this is the one place it is set).
+
+    Every failure they describe (DNN back-end notices such as "Targets are not supported by the new graph engine",
+    camera probing's "Camera index out of range", FFmpeg's "No JPEG data found") reaches the user as one clear
+    line of ours instead; some of them are logged at ERROR level, so SILENT is the level that keeps output clean.
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; read when FFmpeg is first used
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
+def decode_image(source: ImageSource, max_side: int | None = None) -> np.ndarray:
     """Decode a path or bytes to an RGB uint8 HxWx3 array (EXIF orientation applied).
 
     ``max_side`` is an optional hint: the caller only needs about that many pixels on the short side,
@@ -55,7 +72,7 @@ def decode_image(source, max_side=None):
     return _decode(source, draft_side=max_side)[0]
 
 
-def decode_photo(source, limit_side=MAX_PHOTO_SIDE):
+def decode_photo(source: ImageSource, limit_side: int = MAX_PHOTO_SIDE) -> tuple[np.ndarray, tuple[int, int]]:
     """(RGB uint8 array, (height, width) of the full picture): a photo bounded to ``limit_side`` on its longer side.
 
     A 12000 x 12000 photo would take gigabytes to decode and far more to run detection on; above
@@ -67,8 +84,6 @@ def decode_photo(source, limit_side=MAX_PHOTO_SIDE):
 
 
 def _decode(source, draft_side=None, limit_side=None):
-    from PIL import Image, ImageOps
-
     if isinstance(source, (bytes, bytearray, memoryview)):
         path_text = "<bytes>"
         data = bytes(source)
@@ -105,8 +120,7 @@ def _decode(source, draft_side=None, limit_side=None):
             full_size = (stored_width, stored_height) if turned else (stored_height, stored_width)
             rgb = _to_rgb(img)
             del img
-            if limit_side is not None and max(rgb.shape[:2]) > limit_side:
-                rgb = _shrink_to(rgb, limit_side)
+            rgb = shrink_to_side(rgb, limit_side) if limit_side is not None else rgb
     except ImageDecodeError:
         raise
     except (Image.UnidentifiedImageError, Image.DecompressionBombError) as exc:
@@ -122,19 +136,25 @@ def _decode(source, draft_side=None, limit_side=None):
     return rgb, full_size
 
 
-def _shrink_to(rgb, side):
-    import cv2
-
-    height, width = rgb.shape[:2]
-    factor = side / max(height, width)
+def resize_by(image: np.ndarray, factor: float) -> np.ndarray:
+    """``image`` with both sides multiplied by ``factor`` (rounded, at least 1 px): INTER_AREA when shrinking (no
+    aliasing), INTER_LINEAR when enlarging."""
+    height, width = image.shape[:2]
     size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+
+
+def shrink_to_side(image: np.ndarray, side: int) -> np.ndarray:
+    """``image`` shrunk, aspect kept, so that its longer side is ``side``; unchanged when it is not longer.
+
+    The factor is ``side / longer side`` (callers that map boxes back divide by it).
+    """
+    longer = max(image.shape[:2])
+    return resize_by(image, side / longer) if longer > side else image
 
 
 def _to_rgb(img):
     """Any Pillow mode -> RGB uint8 array; transparency composited on white."""
-    from PIL import Image
-
     mode = img.mode
     if mode in _TRANSPARENT_MODES or "transparency" in img.info:
         # Logos and cut-outs have transparent backgrounds whose hidden colour is arbitrary (often
@@ -162,14 +182,12 @@ def _to_rgb(img):
     return np.asarray(img, dtype=np.uint8).copy()
 
 
-def to_model_input(rgb, size=INPUT_SIZE):
+def to_model_input(rgb: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
     """THE resize rule: pad to a centred square by replicating the edge pixels, then resize.
 
     Keeps the aspect ratio without black bars. cv2.INTER_AREA when shrinking (no aliasing),
     cv2.INTER_LINEAR when enlarging. Returns a C-contiguous uint8 (size, size, 3) array.
     """
-    import cv2
-
     image = np.asarray(rgb)
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
@@ -178,28 +196,20 @@ def to_model_input(rgb, size=INPUT_SIZE):
     if image.dtype != np.uint8:
         image = np.clip(image, 0, 255).astype(np.uint8)
     image = np.ascontiguousarray(image)
+    image = shrink_to_side(image, _MAX_PAD_SIDE)
     height, width = image.shape[:2]
     side = max(height, width)
-    if side > _MAX_PAD_SIDE:
-        factor = _MAX_PAD_SIDE / side
-        image = cv2.resize(
-            image, (max(1, round(width * factor)), max(1, round(height * factor))), interpolation=cv2.INTER_AREA
-        )
-        height, width = image.shape[:2]
-        side = max(height, width)
     top = (side - height) // 2
     left = (side - width) // 2
     if height != width:
-        image = cv2.copyMakeBorder(
-            image, top, side - height - top, left, side - width - left, cv2.BORDER_REPLICATE
-        )
+        image = cv2.copyMakeBorder(image, top, side - height - top, left, side - width - left, cv2.BORDER_REPLICATE)
     if side == size:
         return np.ascontiguousarray(image)
     interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
     return cv2.resize(image, (size, size), interpolation=interpolation)
 
 
-def list_images(folder, warn=None):
+def list_images(folder: str | os.PathLike, warn: Callable[[str], None] | None = None) -> list[Path]:
     """Picture files directly in ``folder`` by extension, sorted by name, hidden files skipped.
 
     Broken links and link loops cannot be read: each is skipped with one ``warn`` line (when given).
@@ -216,10 +226,34 @@ def list_images(folder, warn=None):
             entry.stat()
         except OSError as exc:
             if warn is not None:
-                why = "a link loop" if exc.errno == errno.ELOOP else "a broken link" if entry.is_symlink() else (
-                    exc.strerror or str(exc))
+                why = (
+                    "a link loop"
+                    if exc.errno == errno.ELOOP
+                    else "a broken link"
+                    if entry.is_symlink()
+                    else (exc.strerror or str(exc))
+                )
                 warn(f"skipped {display_path(entry)}: {why}")
             continue
         if entry.suffix.lower() in IMAGE_EXTENSIONS and entry.is_file():
             found.append(entry)
     return found
+
+
+def check_image_type(path: Path) -> None:
+    """Raise OutputError unless OpenCV can write a picture of ``path``'s type (by its suffix)."""
+    suffix = Path(path).suffix
+    if not suffix or not re.fullmatch(r"\.[A-Za-z0-9]+", suffix) or not cv2.haveImageWriter("x" + suffix):
+        raise OutputError(f"cannot write {display_path(path)}: unsupported image type (use .jpg or .png)")
+
+
+def write_image(path: Path, bgr: np.ndarray) -> None:
+    """Encode in memory, then write atomically: a full disk or an unwritable folder is an OutputError."""
+    ok, encoded = cv2.imencode(Path(path).suffix or ".jpg", bgr)
+    if not ok:
+        raise OutputError(f"cannot write {display_path(path)}: OpenCV cannot encode this picture type")
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(encoded.tobytes())
+    except OSError as exc:
+        raise OutputError(f"cannot write {display_path(path)}: {exc.strerror or exc}") from None

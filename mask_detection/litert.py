@@ -1,4 +1,5 @@
-"""LiteRT (TensorFlow Lite) backend: a ``.tflite`` classifier with the same interface as the Keras one.
+"""LiteRT (TensorFlow Lite) backend: a ``.tflite`` classifier implementing ``interfaces.Classifier``, and the
+converted backbone that training runs.
 
 Imports ``ai_edge_litert`` only, never TensorFlow, so a user who runs an exported model starts in well under a
 second instead of the 4-6 s that ``import tensorflow`` costs.
@@ -8,13 +9,14 @@ import os
 from pathlib import Path
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter
 
-from .errors import ModelError
+from ._tf import silence_stderr
+from .errors import ModelError, exception_line
 from .fileio import display_path
-from .model import image_batch, metadata_input_size, softmax
 
 
-def default_threads():
+def default_threads() -> int:
     """The number of cores this process may run on."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -22,20 +24,11 @@ def default_threads():
         return max(1, os.cpu_count() or 1)
 
 
-def _first_line(exc):
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
-
-
-def load_interpreter(content, threads, what):
+def load_interpreter(content: bytes, threads: int, what: str) -> Interpreter:
     """A LiteRT interpreter for TFLite flatbuffer bytes, its one 4-D input set to batch 1 and tensors allocated.
 
     Raises ModelError naming ``what`` when LiteRT cannot load it.
     """
-    from ai_edge_litert.interpreter import Interpreter
-
-    from ._tf import silence_stderr
-
     try:
         # LiteRT prints an INFO line about its XNNPACK delegate straight to fd 2; errors still raise.
         with silence_stderr():
@@ -45,7 +38,7 @@ def load_interpreter(content, threads, what):
                 interpreter.resize_tensor_input(detail[0]["index"], [1, *detail[0]["shape"][1:]], strict=True)
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError, IndexError) as exc:
-        raise ModelError(f"cannot load {what}: {_first_line(exc)}") from None
+        raise ModelError(f"cannot load {what}: {exception_line(exc)}") from None
     return interpreter
 
 
@@ -57,14 +50,14 @@ class LiteRTFunction:
     10 against 30), with the same numbers to about 1e-6.
     """
 
-    def __init__(self, content, threads=None, what="converted model"):
+    def __init__(self, content: bytes, threads: int | None = None, what: str = "converted model"):
         threads = default_threads() if threads is None else int(threads)
         self._interpreter = load_interpreter(content, threads, what)
         (inp,), (out,) = self._interpreter.get_input_details(), self._interpreter.get_output_details()
         self._input_index, self._output_index = inp["index"], out["index"]
         self._input_dtype = np.dtype(inp["dtype"])
 
-    def __call__(self, batch):
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
         interpreter = self._interpreter
         outputs = []
         for image in np.asarray(batch):
@@ -75,10 +68,11 @@ class LiteRTFunction:
 
 
 class LiteRTClassifier:
-    """A ``.tflite`` classifier: uint8 RGB batch (N, S, S, 3) in, float32 probabilities (N, C) out.
+    """A ``.tflite`` classifier: uint8 RGB batch (N, S, S, 3) in, float32 model outputs (N, C) out.
 
     Float, float16, dynamic-range and full-integer models are handled alike: quantised input and output tensors
-    are converted with their own scale and zero point.
+    are converted with their own scale and zero point. ``metadata``: the JSON beside the model (its
+    ``class_names``); ``input_size``: the side S its metadata gives.
 
     A batch runs face by face through one batch-1 interpreter: measured on 2 cores (ResNet50, 3 and 8 faces),
     a resized batch interpreter was no faster per face, and resizing costs about two inferences whenever the
@@ -86,33 +80,36 @@ class LiteRTClassifier:
     """
 
     backend = "litert"
-    softmax_outputs = False  # set by model.check_output_width for a model that outputs logits
 
-    def __init__(self, path, metadata, threads=None):
+    def __init__(self, path: Path, metadata: dict, input_size: int, threads: int | None = None):
         self.path = Path(path)
         self._shown = display_path(self.path)  # printable whatever bytes the name holds
         self.metadata = metadata
         self.class_names = list(metadata["class_names"])
-        self.input_size = metadata_input_size(metadata)
+        self.input_size = int(input_size)
         self.threads = default_threads() if threads is None else int(threads)
         if self.threads < 1:
             raise ModelError(f"threads must be at least 1, got {threads}")
         if not self.path.is_file():
             raise ModelError(f"model file {self._shown} does not exist")
         try:
-            self._content = self.path.read_bytes()
+            content = self.path.read_bytes()
         except OSError as exc:
             raise ModelError(f"cannot read model {self._shown}: {exc.strerror or exc}") from None
-        self._interpreter = self._load_interpreter()
+        self._interpreter = load_interpreter(content, self.threads, f"model {self._shown}")
         inp, out = self._interpreter.get_input_details(), self._interpreter.get_output_details()
         if len(inp) != 1 or len(out) != 1:
-            raise ModelError(f"model {self._shown} has {len(inp)} inputs and {len(out)} outputs; "
-                             "expected one image input and one probability output")
+            raise ModelError(
+                f"model {self._shown} has {len(inp)} inputs and {len(out)} outputs; "
+                "expected one image input and one probability output"
+            )
         inp, out = inp[0], out[0]
         shape = tuple(int(s) for s in inp["shape_signature"])
         if len(shape) != 4 or shape[1:] != (self.input_size, self.input_size, 3):
-            raise ModelError(f"model {self._shown} takes input of shape {shape}, expected "
-                             f"(N, {self.input_size}, {self.input_size}, 3) as its metadata says")
+            raise ModelError(
+                f"model {self._shown} takes input of shape {shape}, expected "
+                f"(N, {self.input_size}, {self.input_size}, 3) as its metadata says"
+            )
         self._input_index, self._output_index = inp["index"], out["index"]
         self.input_dtype = np.dtype(inp["dtype"])
         self.output_dtype = np.dtype(out["dtype"])
@@ -122,13 +119,12 @@ class LiteRTClassifier:
         except ValueError as exc:
             raise ModelError(f"model {self._shown}: {exc}") from None
         if self.input_dtype.kind in "iu" and self._in_quant is None and self.input_dtype != np.uint8:
-            raise ModelError(f"model {self._shown} takes unquantised {self.input_dtype} input; expected uint8, "
-                             "float or a quantised integer type")
+            raise ModelError(
+                f"model {self._shown} takes unquantised {self.input_dtype} input; expected uint8, "
+                "float or a quantised integer type"
+            )
 
-    def _load_interpreter(self):
-        return load_interpreter(self._content, self.threads, f"model {self._shown}")
-
-    def _to_input(self, batch):
+    def _to_input(self, batch: np.ndarray) -> np.ndarray:
         dtype = self.input_dtype
         if dtype.kind == "f":
             return batch.astype(dtype)
@@ -139,29 +135,29 @@ class LiteRTClassifier:
         q = np.round(batch.astype(np.float32) / scale + zero_point)
         return np.clip(q, info.min, info.max).astype(dtype)
 
-    def _from_output(self, raw):
+    def _from_output(self, raw: np.ndarray) -> np.ndarray:
         if self._out_quant is not None and raw.dtype.kind in "iu":
             scale, zero_point = self._out_quant
             return ((raw.astype(np.float32) - zero_point) * scale).astype(np.float32)
         return raw.astype(np.float32, copy=False)
 
-    def _run_one(self, image):
+    def _run_one(self, image: np.ndarray) -> np.ndarray:
         self._interpreter.set_tensor(self._input_index, self._to_input(image[None]))
         self._interpreter.invoke()
         return self._from_output(self._interpreter.get_tensor(self._output_index))[0]
 
-    def predict(self, batch):
-        batch = image_batch(batch)
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch, dtype=np.uint8)
         if len(batch) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
         if batch.shape[1:] != (self.input_size, self.input_size, 3):
-            raise ModelError(f"model {self._shown} expects images of {self.input_size}x{self.input_size}x3, "
-                             f"got {batch.shape[1:]}")
-        out = np.stack([self._run_one(image) for image in batch]).astype(np.float32, copy=False)
-        return softmax(out) if self.softmax_outputs else out
+            raise ModelError(
+                f"model {self._shown} expects images of {self.input_size}x{self.input_size}x3, got {batch.shape[1:]}"
+            )
+        return np.stack([self._run_one(image) for image in batch]).astype(np.float32, copy=False)
 
 
-def _quantization(detail):
+def _quantization(detail: dict) -> tuple[float, int] | None:
     """(scale, zero_point) of a quantised tensor, or None."""
     params = detail.get("quantization_parameters") or {}
     scales = np.asarray(params.get("scales", []), np.float32)

@@ -1,24 +1,38 @@
-"""Classification figures and plots (scikit-learn for the numbers, matplotlib without a display for the PNGs)."""
+"""Classification figures and plots (scikit-learn for the numbers, matplotlib for the PNGs).
+
+Plots are drawn on ``matplotlib.figure.Figure`` objects and saved, never through pyplot: no backend is chosen
+for the whole process and no figure is left open in a long-lived one.
+"""
+
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .fileio import atomic_path
 
 
-def classification_figures(y_true, y_pred, class_names):
+def classification_figures(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
     """Accuracy, balanced accuracy, per-class precision/recall/F1/support and the confusion matrix, as plain data."""
-    from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix,
-                                 precision_recall_fscore_support)
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        confusion_matrix,
+        precision_recall_fscore_support,
+    )
 
     labels = list(range(len(class_names)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0)
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)) if len(y_true) else 0.0,
         "per_class": {
-            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                   "support": int(support[i])}
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
             for i, name in enumerate(class_names)
         },
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
@@ -26,43 +40,40 @@ def classification_figures(y_true, y_pred, class_names):
     }
 
 
-def classification_report_text(y_true, y_pred, class_names):
+def classification_report_text(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> str:
     from sklearn.metrics import classification_report
 
-    return classification_report(y_true, y_pred, labels=list(range(len(class_names))),
-                                 target_names=class_names, digits=4, zero_division=0)
+    return classification_report(
+        y_true, y_pred, labels=list(range(len(class_names))), target_names=class_names, digits=4, zero_division=0
+    )
 
 
-def _pyplot():
-    import matplotlib
+def new_figure(figsize: tuple[float, float]) -> Any:
+    """A ``matplotlib.figure.Figure`` of ``figsize`` inches, not known to pyplot; add axes with ``fig.subplots``."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # no display needed
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=figsize)
 
 
-def save_figure(fig, path, in_place=False):
+def save_figure(fig: Any, path: Path | str, in_place: bool = False) -> None:
     """Write ``fig`` to ``path`` atomically (format from the file name).
 
     ``in_place``: ``path`` is already a temporary file of a group of outputs that the caller renames together
     (fileio.atomic_paths), so write it directly.
     """
-    plt = _pyplot()
-    try:
-        if in_place:
-            fig.savefig(path, dpi=110, bbox_inches="tight")
-        else:
-            with atomic_path(path) as tmp:
-                fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(fig)  # also on failure: open figures pile up in a long-lived process
+    if in_place:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    else:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
 
 
-def plot_history(history, path, title="Training", in_place=False):
+def plot_history(
+    history: dict[str, list[float]], path: Path | str, title: str = "Training", in_place: bool = False
+) -> None:
     """Accuracy and loss per epoch, train and validation, side by side (``in_place``: see save_figure)."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = new_figure((10, 4))
+    axes = fig.subplots(1, 2)
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
     for ax, key, label in ((axes[0], "accuracy", "Accuracy"), (axes[1], "loss", "Loss")):
         if key in history:
@@ -77,11 +88,13 @@ def plot_history(history, path, title="Training", in_place=False):
     save_figure(fig, path, in_place=in_place)
 
 
-def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix", in_place=False):
+def plot_confusion_matrix(
+    matrix: Any, class_names: list[str], path: Path | str, title: str = "Confusion matrix", in_place: bool = False
+) -> None:
     """The confusion matrix with its counts (``in_place``: see save_figure)."""
-    plt = _pyplot()
     matrix = np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(class_names), 1.2 + 1.2 * len(class_names)))
+    fig = new_figure((1.6 + 1.3 * len(class_names), 1.2 + 1.2 * len(class_names)))
+    ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(len(class_names)), class_names, rotation=30, ha="right")
     ax.set_yticks(range(len(class_names)), class_names)
@@ -94,7 +107,7 @@ def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix", i
     save_figure(fig, path, in_place=in_place)
 
 
-def score_curve_figures(y_true, probabilities, class_names):
+def score_curve_figures(y_true: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> dict:
     """One-vs-rest ROC AUC and average precision per class, from class probabilities (N, n_classes)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -112,13 +125,15 @@ def score_curve_figures(y_true, probabilities, class_names):
     return figures
 
 
-def _one_vs_rest_curves(y_true, probabilities, class_names, kind, path, title):
+def _one_vs_rest_curves(
+    y_true: np.ndarray, probabilities: np.ndarray, class_names: list[str], kind: str, path: Path | str, title: str
+) -> None:
     from sklearn.metrics import precision_recall_curve, roc_curve
 
-    plt = _pyplot()
     y_true = np.asarray(y_true)
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig = new_figure((5.5, 4.5))
+    ax = fig.subplots()
     figures = score_curve_figures(y_true, probabilities, class_names)
     for i, name in enumerate(class_names):
         positive = y_true == i
@@ -145,11 +160,23 @@ def _one_vs_rest_curves(y_true, probabilities, class_names, kind, path, title):
     save_figure(fig, path)
 
 
-def plot_roc_curves(y_true, probabilities, class_names, path, title="ROC (one class vs the rest)"):
+def plot_roc_curves(
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: list[str],
+    path: Path | str,
+    title: str = "ROC (one class vs the rest)",
+) -> None:
     """One ROC curve per class (one-vs-rest) with its AUC in the legend."""
     _one_vs_rest_curves(y_true, probabilities, class_names, "roc", path, title)
 
 
-def plot_pr_curves(y_true, probabilities, class_names, path, title="Precision-recall (one class vs the rest)"):
+def plot_pr_curves(
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: list[str],
+    path: Path | str,
+    title: str = "Precision-recall (one class vs the rest)",
+) -> None:
     """One precision-recall curve per class (one-vs-rest) with its average precision in the legend."""
     _one_vs_rest_curves(y_true, probabilities, class_names, "pr", path, title)

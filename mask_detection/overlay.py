@@ -1,42 +1,21 @@
-"""Drawing detections on BGR frames: boxes, "Mask 98.7%" labels, face counts, FPS."""
+"""Drawing detections on BGR frames: boxes, "Mask 98.7%" labels, face counts, FPS.
 
+Colours and display names come from the class registry (``classes``).
+"""
+
+from collections.abc import Sequence
+
+import cv2
 import numpy as np
 
-# BGR colours. Known classes get the colours people expect; any other class set gets a colour per index.
-CLASS_STYLE = {
-    "with_mask": ("Mask", (0, 190, 0)),
-    "without_mask": ("No mask", (0, 0, 230)),
-}
-PALETTE = [
-    (230, 130, 0),
-    (0, 170, 255),
-    (200, 0, 200),
-    (0, 200, 200),
-    (255, 80, 80),
-    (120, 120, 255),
-    (80, 200, 120),
-    (160, 160, 160),
-]
+from .classes import class_info, label_text
+from .detections import Detection
+
 TEXT_COLOUR = (255, 255, 255)
 PANEL_COLOUR = (32, 32, 32)
 
 
-def class_style(label, class_names=()):
-    """(display text, BGR colour) for a class name."""
-    if label in CLASS_STYLE:
-        return CLASS_STYLE[label]
-    names = list(class_names)
-    index = names.index(label) if label in names else abs(hash(label))
-    return label, PALETTE[index % len(PALETTE)]
-
-
-def label_text(detection):
-    """E.g. "Mask 98.7%"."""
-    text, _ = class_style(detection.label)
-    return f"{text} {detection.probability * 100:.1f}%"
-
-
-def _font_scale(image):
+def _font_scale(image: np.ndarray) -> float:
     # Readable on a 640x480 frame and on a multi-megapixel photo alike.
     return float(np.clip(min(image.shape[:2]) / 900.0, 0.45, 3.0))
 
@@ -47,8 +26,6 @@ def _put_label(image, text, anchor_x, anchor_y, colour, scale, below=None):
     When there is no room above ``anchor_y``, the label goes below ``below`` (e.g. the box's bottom)
     or, failing that, inside the top of the box.
     """
-    import cv2
-
     height, width = image.shape[:2]
     thickness = max(1, int(round(scale * 1.6)))
     (tw, th), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
@@ -68,24 +45,21 @@ def _put_label(image, text, anchor_x, anchor_y, colour, scale, below=None):
     )
 
 
-def draw_detections(image, detections, class_names=()):
+def draw_detections(image: np.ndarray, detections: Sequence[Detection], class_names: Sequence[str] = ()) -> np.ndarray:
     """Draw each detection's box and label onto ``image`` (BGR, modified in place) and return it."""
-    import cv2
-
     scale = _font_scale(image)
     line = max(2, int(round(scale * 3)))
     for detection in detections:
-        x, y, w, h = detection.box
-        text, colour = class_style(detection.label, class_names)
+        x, y, w, h = detection.xywh
+        colour = class_info(detection.class_name, class_names).colour
         cv2.rectangle(image, (x, y), (x + w - 1, y + h - 1), colour, line)
-        _put_label(image, f"{text} {detection.probability * 100:.1f}%", x, y, colour, scale, below=y + h)
+        text = label_text(detection.class_name, detection.probability)
+        _put_label(image, text, x, y, colour, scale, below=y + h)
     return image
 
 
-def draw_status(image, lines):
+def draw_status(image: np.ndarray, lines: Sequence[str]) -> np.ndarray:
     """Stack short status lines (face count, FPS, ...) in the top-left corner on a dark panel."""
-    import cv2
-
     scale = _font_scale(image) * 0.9
     thickness = max(1, int(round(scale * 1.6)))
     pad = max(3, int(round(4 * scale)))
@@ -107,23 +81,25 @@ def draw_status(image, lines):
     return image
 
 
-def count_labels(detections):
-    """{label: count} for one frame."""
-    counts = {}
+def count_labels(detections: Sequence[Detection]) -> dict[str, int]:
+    """{class name: count} for one frame."""
+    counts: dict[str, int] = {}
     for detection in detections:
-        counts[detection.label] = counts.get(detection.label, 0) + 1
+        counts[detection.class_name] = counts.get(detection.class_name, 0) + 1
     return counts
 
 
-def count_line(counts, n_faces, class_names=()):
+def count_line(counts: dict[str, int], n_faces: int, class_names: Sequence[str] = ()) -> str:
     """E.g. "Faces 3 | Mask 2 | No mask 1": every class of the model, in its order, also when zero."""
     names = list(class_names) or list(counts)
     parts = [f"Faces {n_faces}"]
-    parts += [f"{class_style(name)[0]} {counts.get(name, 0)}" for name in names]
+    parts += [f"{class_info(name).display} {counts.get(name, 0)}" for name in names]
     return " | ".join(parts)
 
 
-def annotate(image, detections, class_names=(), fps=None):
+def annotate(
+    image: np.ndarray, detections: Sequence[Detection], class_names: Sequence[str] = (), fps: float | None = None
+) -> np.ndarray:
     """Boxes, labels and the status panel (face counts, FPS when given) on ``image`` in place."""
     lines = [count_line(count_labels(detections), len(detections), class_names)]
     if fps is not None:

@@ -5,6 +5,8 @@ precomputed augmented views of the training images (by default through the backb
 by LiteRT, checked against TensorFlow: see feature_function) -> head trained with RMSprop, early stopping on validation
 loss (best weights restored) -> the test split used once -> full model (uint8 image in, probabilities out) checked
 against the head, then model, metadata, split and plots written as one group (all replaced, or none).
+
+TensorFlow runs the head (and the feature pass when it sees a GPU) on a GPU when one is visible.
 """
 
 import hashlib
@@ -14,16 +16,38 @@ import os
 import sys
 import time
 import zipfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from . import INPUT_SIZE, __version__
+from ._tf import keras, tf
+from .arrays import DEFAULT_ARRAYS, load_arrays
 from .augment import AUGMENT_VERSION, augment_batch
+from .backbones import weights_id as backbone_weights_id
 from .errors import DatasetError, MaskDetectionError, OutputError
+from .export import convert
 from .fileio import atomic_path, atomic_paths, check_writable, display_path, refuse_overwriting_inputs
-from .model import DROPOUT, HIDDEN_UNITS, apply_layers, metadata_path
+from .litert import LiteRTFunction
+from .metrics import classification_figures, classification_report_text, plot_confusion_matrix, plot_history
+from .model import (
+    DROPOUT,
+    HIDDEN_UNITS,
+    apply_layers,
+    build_classifier,
+    build_feature_extractor,
+    build_head_layers,
+    compile_model,
+    metadata_path,
+)
+from .paths import DEFAULT_MODEL_OUT
+
+Log = Callable[[str], None]
 
 MIN_IMAGES_PER_CLASS = 5
 FEATURE_BATCH = 32
@@ -36,13 +60,13 @@ FAST_ENGINE_MIN_IMAGES = 1000
 
 @dataclass
 class TrainConfig:
-    data: str = "dataset/arrays.npz"
+    data: str = str(DEFAULT_ARRAYS)
     backbone: str = "resnet50"
     weights: object = "imagenet"  # "imagenet", a local file path, or None for random weights
     epochs: int = 100
     batch_size: int = 32
     learning_rate: float = 1e-3
-    out: str = "models/mask_detector.keras"
+    out: str = str(DEFAULT_MODEL_OUT)
     seed: int = 42
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -52,7 +76,7 @@ class TrainConfig:
     hidden_units: int = HIDDEN_UNITS
     dropout: float = DROPOUT
     cache_dir: object = None  # None: the user cache folder; False: no cache
-    progress: bool = True
+    progress: bool = False  # progress bars and Keras' epoch lines on the terminal
     extra: dict = field(default_factory=dict)
 
     def validate(self):
@@ -60,6 +84,7 @@ class TrainConfig:
 
         A nan or infinite learning rate, say, would train to nan weights and only fail at the very end.
         """
+
         def bad(message):
             return MaskDetectionError(f"training setting {message}")
 
@@ -67,8 +92,11 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise bad(f"{name} must be a whole number of at least 1, got {value!r}")
-        if isinstance(self.augment_views, bool) or not isinstance(self.augment_views, (int, np.integer)) \
-                or self.augment_views < 0:
+        if (
+            isinstance(self.augment_views, bool)
+            or not isinstance(self.augment_views, (int, np.integer))
+            or self.augment_views < 0
+        ):
             raise bad(f"augment_views must be a whole number, 0 or more, got {self.augment_views!r}")
         if not _finite(self.learning_rate) or self.learning_rate <= 0:
             raise bad(f"learning_rate must be a finite positive number, got {self.learning_rate!r}")
@@ -82,19 +110,25 @@ class TrainConfig:
             raise bad(f"feature_engine must be one of {', '.join(FEATURE_ENGINES)}, got {self.feature_engine!r}")
 
 
-def _finite(value):
+def _finite(value: Any) -> bool:
     try:
         return not isinstance(value, bool) and math.isfinite(value)
     except TypeError:
         return False
 
 
-def default_cache_dir():
+def _quiet(message: str) -> None:
+    pass
+
+
+def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "mask_detection" / "features"
 
 
-def split_indices(labels, seed, val_fraction, test_fraction, n_classes=None):
+def split_indices(
+    labels: np.ndarray, seed: int, val_fraction: float, test_fraction: float, n_classes: int | None = None
+) -> dict[str, np.ndarray]:
     """Stratified train/validation/test indices with a fixed seed.
 
     ``n_classes``: the number of class names; a class with no image at all counts as a class with 0 images.
@@ -107,8 +141,10 @@ def split_indices(labels, seed, val_fraction, test_fraction, n_classes=None):
     counts = np.bincount(labels, minlength=n_classes or 0) if n else np.zeros(n_classes or 2, np.int64)
     n_classes = len(counts)
     if counts.min() < MIN_IMAGES_PER_CLASS:
-        raise DatasetError(f"every class needs at least {MIN_IMAGES_PER_CLASS} images for a train/validation/test "
-                           f"split; the smallest has {counts.min()}")
+        raise DatasetError(
+            f"every class needs at least {MIN_IMAGES_PER_CLASS} images for a train/validation/test "
+            f"split; the smallest has {counts.min()}"
+        )
     # At least one image per class in the small splits, whatever the fractions.
     n_test = max(n_classes, int(round(n * test_fraction)))
     n_val = max(n_classes, int(round(n * val_fraction)))
@@ -118,7 +154,9 @@ def split_indices(labels, seed, val_fraction, test_fraction, n_classes=None):
     return {"train": np.sort(train), "validation": np.sort(val), "test": np.sort(test)}
 
 
-def feature_cache_key(weights_id, images, labels, split, config):
+def feature_cache_key(
+    weights_id: str, images: np.ndarray, labels: np.ndarray, split: dict[str, np.ndarray], config: TrainConfig
+) -> str:
     """Cache key: backbone and weights, the exact pixels (the same files cropped differently differ), the labels,
     the split and the augmentation recipe."""
     h = hashlib.sha256()
@@ -130,22 +168,22 @@ def feature_cache_key(weights_id, images, labels, split, config):
     return h.hexdigest()[:20]
 
 
-def _progress(total, desc, enabled):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
-
-
-def extract_features(extractor_call, images, indices, batch_size, bar, transform=None):
+def extract_features(
+    extractor_call: Callable,
+    images: np.ndarray,
+    indices: np.ndarray,
+    batch_size: int,
+    bar: tqdm,
+    transform: Callable | None = None,
+) -> np.ndarray:
     """Pooled features for ``images[indices]``, in batches, optionally transformed first (augmentation).
 
     The next batch is prepared on a helper thread while the backbone runs on this one (OpenCV, NumPy and LiteRT
     release the GIL); one helper keeps the batches, and so the random augmentations, in order.
     """
-    from concurrent.futures import ThreadPoolExecutor
 
     def prepare(start):
-        batch = images[indices[start:start + batch_size]]
+        batch = images[indices[start : start + batch_size]]
         return transform(batch) if transform is not None else batch
 
     starts = range(0, len(indices), batch_size)
@@ -159,52 +197,46 @@ def extract_features(extractor_call, images, indices, batch_size, bar, transform
             feats = extractor_call(batch)
             if out is None:
                 out = np.empty((len(indices), feats.shape[-1]), np.float32)
-            out[start:start + len(batch)] = feats
+            out[start : start + len(batch)] = feats
             bar.update(len(batch))
     return out
 
 
-def tensorflow_feature_function(extractor):
-    from ._tf import tf
-
+def tensorflow_feature_function(extractor: Any) -> Callable[[np.ndarray], np.ndarray]:
     t = tf()
     spec = t.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], t.uint8)
     call = t.function(lambda x: extractor(x, training=False), input_signature=[spec])
     return lambda batch: call(batch).numpy()
 
 
-def features_agree(fast, reference):
+def features_agree(fast: np.ndarray, reference: np.ndarray) -> bool:
     """Features from the converted backbone match TensorFlow's (seen: about 1e-6 relative)."""
     scale = max(1.0, float(np.abs(reference).max()))
     return fast.shape == reference.shape and np.allclose(fast, reference, rtol=1e-3, atol=1e-4 * scale)
 
 
-def _gpu_visible():
-    from ._tf import tf
-
+def _gpu_visible() -> bool:
     try:
         return bool(tf().config.list_physical_devices("GPU"))
     except Exception:  # no GPU support compiled in, broken drivers: no GPU to use
         return False
 
 
-def feature_function(extractor, engine, total, probe, log):
+def feature_function(
+    extractor: Any, engine: str, total: int, probe: np.ndarray, log: Log, warn: Log | None = None
+) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
     """(function computing features of a uint8 batch, engine name).
 
     ``engine``: "tensorflow"; "litert" (the frozen backbone converted to float32 TFLite and run by LiteRT's
     XNNPACK, checked against TensorFlow on ``probe`` images); "auto": LiteRT when there are at least
     FAST_ENGINE_MIN_IMAGES images to compute and no GPU, else TensorFlow. A conversion or check that fails in
-    auto mode falls back to TensorFlow with a warning.
+    auto mode falls back to TensorFlow, and ``warn`` is told.
     """
-    from .litert import LiteRTFunction
-
     if engine not in FEATURE_ENGINES:
         raise MaskDetectionError(f"unknown feature engine {engine!r}; choose one of {', '.join(FEATURE_ENGINES)}")
     reference = tensorflow_feature_function(extractor)
     if engine == "tensorflow" or (engine == "auto" and (total < FAST_ENGINE_MIN_IMAGES or _gpu_visible())):
         return reference, "TensorFlow"
-    from .export import convert
-
     log("backbone: converting to TFLite for a faster feature pass (LiteRT, XNNPACK) ...")
     try:
         fast = LiteRTFunction(convert(extractor, "none"), what="the converted backbone")
@@ -213,66 +245,89 @@ def feature_function(extractor, engine, total, probe, log):
     except MaskDetectionError as exc:
         if engine == "litert":
             raise
-        log(f"warning: {exc}; computing the features with TensorFlow instead (slower)")
+        (warn or _quiet)(f"{exc}; computing the features with TensorFlow instead (slower)")
         return reference, "TensorFlow"
     return fast, "LiteRT"
 
 
-def compute_all_features(extractor, images, split, config, log=print):
+def compute_all_features(
+    extractor: Any,
+    images: np.ndarray,
+    split: dict[str, np.ndarray],
+    config: TrainConfig,
+    log: Log,
+    warn: Log | None = None,
+) -> tuple[np.ndarray, np.ndarray, str]:
     """Features of every image (original view) and ``augment_views`` augmented views of the training images."""
     n_train = len(split["train"])
     total = len(images) + config.augment_views * n_train
-    run, engine = feature_function(extractor, config.feature_engine, total, images[:4], log)
-    with _progress(total, f"backbone features ({engine})", config.progress) as bar:
+    run, engine = feature_function(extractor, config.feature_engine, total, images[:4], log, warn)
+    with tqdm(
+        total=total,
+        desc=f"backbone features ({engine})",
+        unit="img",
+        disable=not config.progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    ) as bar:
         base = extract_features(run, images, np.arange(len(images)), FEATURE_BATCH, bar)
         views = []
         for view in range(config.augment_views):
             rng = np.random.default_rng([config.seed, view])
-            views.append(extract_features(run, images, split["train"], FEATURE_BATCH, bar,
-                                          transform=lambda b, rng=rng: augment_batch(b, rng)))
+            views.append(
+                extract_features(
+                    run, images, split["train"], FEATURE_BATCH, bar, transform=lambda b, rng=rng: augment_batch(b, rng)
+                )
+            )
     aug = np.stack(views) if views else np.zeros((0, n_train, base.shape[1]), np.float32)
     return base, aug, engine
 
 
-def usable_cache_dir(config, warn):
-    """(feature cache folder or None, whether new entries can be written there).
+@dataclass
+class FeatureCache:
+    """Where backbone features are cached (None: nowhere) and whether new entries can be written there."""
 
-    Checked before the slow part. The cache is optional: an unwritable folder only warns (entries already in
-    it are still read).
-    """
+    folder: Path | None
+    writable: bool = False
+
+
+def usable_cache(config: TrainConfig, warn: Log) -> FeatureCache:
+    """The feature cache, checked before the slow part. It is optional: an unwritable folder only warns (entries
+    already in it are still read)."""
     if config.cache_dir is False or config.weights is None:  # random weights differ per run: never cached
-        return None, False
+        return FeatureCache(None)
     cache_dir = default_cache_dir() if config.cache_dir is None else config.cache_dir
     if not cache_dir:
-        return None, False
+        return FeatureCache(None)
     try:
         check_writable(cache_dir, folder=True)
     except OutputError as exc:
         warn(f"feature cache not written: {exc}")
-        return Path(cache_dir), False
-    return Path(cache_dir), True
+        return FeatureCache(Path(cache_dir), writable=False)
+    return FeatureCache(Path(cache_dir), writable=True)
 
 
-def load_or_compute_features(extractor, arrays, split, config, weights_id, log, cache_dir=None, warn=None,
-                             cache_writable=True):
-    """``cache_dir``, ``cache_writable``: from usable_cache_dir (None: no cache)."""
-    warn = warn or (lambda message: log(f"warning: {message}"))
+def load_or_compute_features(
+    extractor: Any,
+    arrays: dict[str, np.ndarray],
+    split: dict[str, np.ndarray],
+    config: TrainConfig,
+    weights_id: str,
+    cache: FeatureCache,
+    log: Log,
+    warn: Log,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(features of every image, augmented views of the training images, where they came from)."""
     cache_file = None
-    if cache_dir and weights_id != "random":
+    if cache.folder and weights_id != "random":
         key = feature_cache_key(weights_id, arrays["images"], arrays["labels"], split, config)
-        cache_file = Path(cache_dir) / f"{config.backbone}-{key}.npz"
-        if cache_file.is_file():
-            try:
-                with np.load(cache_file) as cached:
-                    base, aug = cached["base"], cached["aug"]
-                if base.shape[0] == len(arrays["labels"]) and aug.shape[:2] == (config.augment_views,
-                                                                                 len(split["train"])):
-                    log(f"backbone features: from cache {cache_file}")
-                    return base, aug, "cache"
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-                pass  # unreadable (e.g. truncated) cache entry: compute again and overwrite it
-    base, aug, engine = compute_all_features(extractor, arrays["images"], split, config, log)
-    if cache_file is not None and cache_writable:
+        cache_file = cache.folder / f"{config.backbone}-{key}.npz"
+        cached = _read_cached_features(cache_file, len(arrays["labels"]), (config.augment_views, len(split["train"])))
+        if cached is not None:
+            log(f"backbone features: from cache {cache_file}")
+            return (*cached, "cache")
+    base, aug, engine = compute_all_features(extractor, arrays["images"], split, config, log, warn)
+    if cache_file is not None and cache.writable:
         try:
             with atomic_path(cache_file) as tmp:
                 np.savez(tmp, base=base, aug=aug)
@@ -281,26 +336,42 @@ def load_or_compute_features(extractor, arrays, split, config, weights_id, log, 
     return base, aug, engine
 
 
-def one_hot(labels, n_classes):
+def _read_cached_features(
+    cache_file: Path, n_images: int, views_shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(base, aug) from a cache entry of the expected shapes, or None (missing, or unreadable: e.g. truncated,
+    then computed again and overwritten)."""
+    if not cache_file.is_file():
+        return None
+    try:
+        with np.load(cache_file) as cached:
+            base, aug = cached["base"], cached["aug"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    return (base, aug) if base.shape[0] == n_images and aug.shape[:2] == views_shape else None
+
+
+def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return np.eye(n_classes, dtype=np.float32)[labels]
 
 
-def balanced_class_weight(labels, n_classes):
+def balanced_class_weight(labels: np.ndarray, n_classes: int) -> dict[int, float]:
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
     return {i: float(len(labels) / (n_classes * c)) for i, c in enumerate(counts) if c > 0}
 
 
-def check_output_path(out):
+def check_output_path(out: Path | str) -> Path:
     out = Path(out)
     if out.suffix != ".keras":
-        raise MaskDetectionError(f"--out {display_path(out)}: the model file name must end in .keras (Keras 3 "
-                                 "format)")
+        raise MaskDetectionError(
+            f"the model file {display_path(out)} must have a name ending in .keras (Keras 3 format)"
+        )
     if out.exists() and out.is_dir():
-        raise MaskDetectionError(f"--out {display_path(out)} is a folder; give a file name ending in .keras")
+        raise MaskDetectionError(f"the model file {display_path(out)} is a folder; give a file name ending in .keras")
     return out
 
 
-def check_outputs(config):
+def check_outputs(config: TrainConfig) -> dict[str, Path]:
     """The five output paths, checked before any slow work: writable, and none of them an input of the run."""
     paths = output_paths(check_output_path(config.out))
     inputs = [config.data]
@@ -312,7 +383,7 @@ def check_outputs(config):
     return paths
 
 
-def check_training_data(arrays, path):
+def check_training_data(arrays: dict[str, np.ndarray], path: Path | str) -> None:
     """What load_arrays accepts but training cannot use: no images, another image size, a class with too few
     images (all images one class would "test" at 100% accuracy)."""
     images, labels = arrays["images"], np.asarray(arrays["labels"], np.int64)
@@ -320,17 +391,21 @@ def check_training_data(arrays, path):
     if len(images) == 0:
         raise DatasetError(f"{shown} holds no images (run loader.py on a dataset folder with images)")
     if images.shape[1:3] != (INPUT_SIZE, INPUT_SIZE):
-        raise DatasetError(f"{shown} holds {images.shape[1]}x{images.shape[2]} images, but the classifier takes "
-                           f"{INPUT_SIZE}x{INPUT_SIZE} images: make the arrays file with loader.py")
+        raise DatasetError(
+            f"{shown} holds {images.shape[1]}x{images.shape[2]} images, but the classifier takes "
+            f"{INPUT_SIZE}x{INPUT_SIZE} images: make the arrays file with loader.py"
+        )
     class_names = [str(c) for c in arrays["class_names"]]
     counts = np.bincount(labels, minlength=len(class_names))  # minlength: a class with no image counts as 0
-    empty = [name for name, count in zip(class_names, counts) if count == 0]
+    empty = [name for name, count in zip(class_names, counts, strict=True) if count == 0]
     if empty:
-        raise DatasetError(f"{shown} has no images of class {', '.join(empty)}: a classifier needs images of every "
-                           f"class ({', '.join(f'{n} {c}' for n, c in zip(class_names, counts))})")
+        raise DatasetError(
+            f"{shown} has no images of class {', '.join(empty)}: a classifier needs images of every "
+            f"class ({', '.join(f'{n} {c}' for n, c in zip(class_names, counts, strict=True))})"
+        )
 
 
-def output_paths(out):
+def output_paths(out: Path | str) -> dict[str, Path]:
     out = Path(out)
     return {
         "model": out,
@@ -341,10 +416,10 @@ def output_paths(out):
     }
 
 
-def save_outputs(paths, write):
+def save_outputs(paths: dict[str, Path], write: Callable[[Callable[[str], Path]], None]) -> None:
     """Write the model's five files as one group: all replaced together, or none (every old file kept).
 
-    ``write(temporaries)`` gets a dict of temporary paths by role and writes each. A failure (disk full, an
+    ``write(target)`` writes each file to ``target(role)``, a temporary path. A failure (disk full, an
     interrupt) removes the temporaries; the plots and split of an old model must keep describing that model
     (the export's self-check reads its split).
     """
@@ -357,24 +432,209 @@ def save_outputs(paths, write):
 
     try:
         with atomic_paths([paths[role] for role in roles]) as temporaries:
-            tmps = dict(zip(roles, temporaries))
+            tmps = dict(zip(roles, temporaries, strict=True))
             write(target)
     except OSError as exc:
         raise OutputError(f"cannot write {display_path(current[0])}: {exc.strerror or exc}") from None
 
 
-def train(config, log=print, warn=None):
-    """Train and save a classifier; returns the metadata dict that is written beside the model.
+@dataclass
+class HeadFit:
+    """The trained head: its layers (shared with the saved model), its Keras model and its training history."""
 
-    ``warn(message)`` reports problems that do not stop training (default: ``log("warning: ...")``).
+    layers: list
+    model: Any
+    history: dict[str, list[float]]
+    seconds: float
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history.get("loss", []))
+
+    @property
+    def best_epoch(self) -> int:
+        val_loss = self.history.get("val_loss")
+        return int(np.argmin(val_loss)) + 1 if val_loss else self.epochs_run
+
+
+@dataclass
+class HeldOutScore:
+    """The test split, used once: indices, the head's probabilities, figures and sklearn's report."""
+
+    indices: np.ndarray
+    probabilities: np.ndarray
+    figures: dict
+    report: str
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` made: the metadata written beside the model, the five files, and the test report text."""
+
+    metadata: dict
+    paths: dict[str, Path]
+    report: str
+
+
+def fit_head(
+    base: np.ndarray,
+    aug: np.ndarray,
+    labels: np.ndarray,
+    split: dict[str, np.ndarray],
+    n_classes: int,
+    config: TrainConfig,
+) -> HeadFit:
+    """Train the head on the features of the training images (and their augmented views), early stopping on the
+    validation loss with the best epoch's weights restored."""
+    k = keras()
+    train_x = np.concatenate([base[split["train"]], *aug]) if len(aug) else base[split["train"]]
+    train_y = np.tile(labels[split["train"]], 1 + len(aug))
+    val_x, val_y = base[split["validation"]], labels[split["validation"]]
+    head_layers = build_head_layers(n_classes, config.hidden_units, config.dropout)
+    head_input = k.Input(shape=(base.shape[1],), name="features")
+    head = k.Model(head_input, apply_layers(head_input, head_layers), name="head")
+    # Many small batches per compiled call: the same updates in the same order, about 1.8x faster epochs.
+    compile_model(head, config.learning_rate, steps_per_execution=HEAD_STEPS_PER_EXECUTION)
+    stopper = k.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
+    started = time.perf_counter()
+    fit = head.fit(
+        train_x,
+        one_hot(train_y, n_classes),
+        validation_data=(val_x, one_hot(val_y, n_classes)),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        class_weight=balanced_class_weight(train_y, n_classes),
+        callbacks=[stopper],
+        verbose=(2 if config.progress else 0),
+    )
+    history = {key: [float(v) for v in values] for key, values in fit.history.items()}
+    return HeadFit(head_layers, head, history, time.perf_counter() - started)
+
+
+def score_on_test_split(
+    head: HeadFit, base: np.ndarray, labels: np.ndarray, test_idx: np.ndarray, class_names: list[str]
+) -> HeldOutScore:
+    """The head's figures on the test split (used once, here)."""
+    probabilities = head.model(base[test_idx], training=False).numpy()
+    predicted = probabilities.argmax(axis=1)
+    return HeldOutScore(
+        test_idx,
+        probabilities,
+        classification_figures(labels[test_idx], predicted, class_names),
+        classification_report_text(labels[test_idx], predicted, class_names),
+    )
+
+
+def assemble_model(extractor: Any, head: HeadFit, images: np.ndarray, test: HeldOutScore, learning_rate: float) -> Any:
+    """The saved model: the extractor with the head's layers on top. It must reproduce the head on raw images,
+    or the features (cache included) did not come from this model."""
+    model = build_classifier(extractor, head.layers, learning_rate)
+    probe = test.indices[:16]
+    full_probs = model(images[probe], training=False).numpy()
+    if not np.allclose(full_probs, test.probabilities[: len(probe)], atol=2e-3):
+        raise MaskDetectionError(
+            "the assembled model does not reproduce the trained head on test images "
+            "(stale feature cache?); train again without the feature cache"
+        )
+    return model
+
+
+def training_metadata(
+    config: TrainConfig,
+    class_names: list[str],
+    labels: np.ndarray,
+    split: dict[str, np.ndarray],
+    head: HeadFit,
+    test: HeldOutScore,
+    weights_id: str,
+    feature_source: str,
+    split_file: Path,
+) -> dict:
+    """The model's metadata (the JSON beside it); ``timing_seconds`` is filled in by the caller."""
+    best = head.best_epoch
+    return {
+        "format": "mask_detection classifier",
+        "version": __version__,
+        "class_names": class_names,
+        "backbone": config.backbone,
+        "weights": weights_id,
+        "input_size": INPUT_SIZE,
+        "input": "RGB uint8, pad to square by edge replication then resize (mask_detection.images.to_model_input)",
+        "head": {"hidden_units": config.hidden_units, "dropout": config.dropout},
+        "optimizer": {"name": "RMSprop", "learning_rate": config.learning_rate},
+        "loss": "categorical_crossentropy",
+        "epochs": {
+            "requested": config.epochs,
+            "run": head.epochs_run,
+            "best": best,
+            "early_stopping_patience": config.patience,
+        },
+        "batch_size": config.batch_size,
+        "augment_views": config.augment_views,
+        "data": {
+            "file": str(config.data),
+            "images": int(len(labels)),
+            "per_class": {name: int((labels == i).sum()) for i, name in enumerate(class_names)},
+        },
+        "split": {
+            "seed": config.seed,
+            "fractions": {
+                "train": 1 - config.val_fraction - config.test_fraction,
+                "validation": config.val_fraction,
+                "test": config.test_fraction,
+            },
+            "sizes": {name: int(len(idx)) for name, idx in split.items()},
+            "file": split_file.name,
+        },
+        "test": test.figures,
+        "validation_accuracy": (
+            float(head.history["val_accuracy"][best - 1]) if head.history.get("val_accuracy") else None
+        ),
+        "history": head.history,
+        "features_from": feature_source,
+        "timing_seconds": None,
+        **config.extra,
+    }
+
+
+def write_model_files(
+    paths: dict[str, Path],
+    model: Any,
+    metadata: dict,
+    split_record: dict,
+    config: TrainConfig,
+    class_names: list[str],
+    started: float,
+) -> None:
+    """The model, its metadata, split record and plots, as one group (see save_outputs)."""
+    history, figures = metadata["history"], metadata["test"]
+    n_test = metadata["split"]["sizes"]["test"]
+
+    def write(target):
+        target("split").write_text(json.dumps(split_record, indent=2) + "\n", encoding="utf-8")
+        plot_history(history, target("history_plot"), title=f"{config.backbone} head", in_place=True)
+        plot_confusion_matrix(
+            figures["confusion_matrix"],
+            class_names,
+            target("confusion_plot"),
+            title=f"Test split ({n_test} images)",
+            in_place=True,
+        )
+        model.save(target("model"))
+        metadata["timing_seconds"]["total"] = round(time.perf_counter() - started, 1)
+        target("metadata").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+
+    save_outputs(paths, write)
+
+
+def train(config: TrainConfig, log: Log | None = None, warn: Log | None = None) -> TrainResult:
+    """Train and save a classifier.
+
+    ``log(message)``: progress messages (default: none); ``warn(message)``: problems that do not stop training
+    (default: none).
     """
-    from ._tf import keras
-    from .backbones import weights_id as backbone_weights_id
-    from .dataset import load_arrays
-    from .metrics import classification_figures, classification_report_text, plot_confusion_matrix, plot_history
-    from .model import build_classifier, build_feature_extractor, build_head_layers, compile_model
-
-    warn = warn or (lambda message: log(f"warning: {message}"))
+    log, warn = log or _quiet, warn or _quiet
     started = time.perf_counter()
     config.validate()
     # Before the slow part: an unwritable output or one that is an input fails now, not after training.
@@ -383,108 +643,32 @@ def train(config, log=print, warn=None):
     check_training_data(arrays, config.data)
     class_names = [str(c) for c in arrays["class_names"]]
     labels = np.asarray(arrays["labels"], np.int64)
-    n_classes = len(class_names)
-    split = split_indices(labels, config.seed, config.val_fraction, config.test_fraction, n_classes)
-    cache_dir, cache_writable = usable_cache_dir(config, warn)
-    log(f"data: {len(labels)} images, classes {', '.join(class_names)}; split train/validation/test = "
-        f"{len(split['train'])}/{len(split['validation'])}/{len(split['test'])} (seed {config.seed})")
-
-    k = keras()
-    k.utils.set_random_seed(config.seed)
-    t0 = time.perf_counter()
-    extractor = build_feature_extractor(config.backbone, config.weights)
-    wid = backbone_weights_id(config.backbone, config.weights)
-    base, aug, feature_source = load_or_compute_features(extractor, arrays, split, config, wid, log,
-                                                         cache_dir=cache_dir, cache_writable=cache_writable,
-                                                         warn=warn)
-    feature_seconds = time.perf_counter() - t0
-
-    train_x = np.concatenate([base[split["train"]], *aug]) if len(aug) else base[split["train"]]
-    train_y = np.tile(labels[split["train"]], 1 + len(aug))
-    val_x, val_y = base[split["validation"]], labels[split["validation"]]
-
-    head_layers = build_head_layers(n_classes, config.hidden_units, config.dropout)
-    head_input = k.Input(shape=(base.shape[1],), name="features")
-    head = k.Model(head_input, apply_layers(head_input, head_layers), name="head")
-    # Many small batches per compiled call: the same updates in the same order, about 1.8x faster epochs.
-    compile_model(head, config.learning_rate, steps_per_execution=HEAD_STEPS_PER_EXECUTION)
-    stopper = k.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
-    t1 = time.perf_counter()
-    fit = head.fit(
-        train_x, one_hot(train_y, n_classes),
-        validation_data=(val_x, one_hot(val_y, n_classes)),
-        epochs=config.epochs, batch_size=config.batch_size, shuffle=True,
-        class_weight=balanced_class_weight(train_y, n_classes),
-        callbacks=[stopper], verbose=(2 if config.progress else 0),
+    split = split_indices(labels, config.seed, config.val_fraction, config.test_fraction, len(class_names))
+    cache = usable_cache(config, warn)
+    log(
+        f"data: {len(labels)} images, classes {', '.join(class_names)}; split train/validation/test = "
+        f"{len(split['train'])}/{len(split['validation'])}/{len(split['test'])} (seed {config.seed})"
     )
-    head_seconds = time.perf_counter() - t1
-    history = {key: [float(v) for v in values] for key, values in fit.history.items()}
-    epochs_run = len(history.get("loss", []))
-    best_epoch = int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else epochs_run
 
-    # The test split, used once.
-    test_idx = split["test"]
-    test_probs = head(base[test_idx], training=False).numpy()
-    test_pred = test_probs.argmax(axis=1)
-    figures = classification_figures(labels[test_idx], test_pred, class_names)
-    report_text = classification_report_text(labels[test_idx], test_pred, class_names)
+    keras().utils.set_random_seed(config.seed)
+    features_started = time.perf_counter()
+    extractor = build_feature_extractor(config.backbone, config.weights)
+    weights_id = backbone_weights_id(config.backbone, config.weights)
+    base, aug, feature_source = load_or_compute_features(extractor, arrays, split, config, weights_id, cache, log, warn)
+    feature_seconds = time.perf_counter() - features_started
 
-    # The saved model shares the head's layers; it must reproduce the head on raw images, or the features
-    # (cache included) did not come from this model.
-    model = build_classifier(extractor, head_layers, config.learning_rate)
-    probe = test_idx[:16]
-    full_probs = model(arrays["images"][probe], training=False).numpy()
-    if not np.allclose(full_probs, test_probs[:len(probe)], atol=2e-3):
-        raise MaskDetectionError("the assembled model does not reproduce the trained head on test images "
-                                 "(stale feature cache?); rerun with --no-cache")
-
-    metadata = {
-        "format": "mask_detection classifier",
-        "version": __version__,
-        "class_names": class_names,
-        "backbone": config.backbone,
-        "weights": wid,
-        "input_size": INPUT_SIZE,
-        "input": "RGB uint8, pad to square by edge replication then resize (mask_detection.images.to_model_input)",
-        "head": {"hidden_units": config.hidden_units, "dropout": config.dropout},
-        "optimizer": {"name": "RMSprop", "learning_rate": config.learning_rate},
-        "loss": "categorical_crossentropy",
-        "epochs": {"requested": config.epochs, "run": epochs_run, "best": best_epoch,
-                   "early_stopping_patience": config.patience},
-        "batch_size": config.batch_size,
-        "augment_views": config.augment_views,
-        "data": {"file": str(config.data), "images": int(len(labels)),
-                 "per_class": {name: int((labels == i).sum()) for i, name in enumerate(class_names)}},
-        "split": {"seed": config.seed, "fractions": {"train": 1 - config.val_fraction - config.test_fraction,
-                                                      "validation": config.val_fraction,
-                                                      "test": config.test_fraction},
-                  "sizes": {name: int(len(idx)) for name, idx in split.items()},
-                  "file": paths["split"].name},
-        "test": figures,
-        "validation_accuracy": float(history["val_accuracy"][best_epoch - 1]) if history.get("val_accuracy") else None,
-        "history": history,
-        "features_from": feature_source,
-        "timing_seconds": {"features": round(feature_seconds, 1), "head_training": round(head_seconds, 1),
-                           "total": round(time.perf_counter() - started, 1)},
-        **config.extra,
+    head = fit_head(base, aug, labels, split, len(class_names), config)
+    test = score_on_test_split(head, base, labels, split["test"], class_names)
+    model = assemble_model(extractor, head, arrays["images"], test, config.learning_rate)
+    metadata = training_metadata(
+        config, class_names, labels, split, head, test, weights_id, feature_source, paths["split"]
+    )
+    metadata["timing_seconds"] = {
+        "features": round(feature_seconds, 1),
+        "head_training": round(head.seconds, 1),
+        "total": round(time.perf_counter() - started, 1),
     }
     split_record = {name: [str(arrays["hashes"][i]) for i in idx] for name, idx in split.items()}
     split_record["note"] = "sha256 of the source files in each split"
-
-    def write(target):
-        target("split").write_text(json.dumps(split_record, indent=2) + "\n", encoding="utf-8")
-        plot_history(history, target("history_plot"), title=f"{config.backbone} head", in_place=True)
-        plot_confusion_matrix(figures["confusion_matrix"], class_names, target("confusion_plot"),
-                              title=f"Test split ({len(test_idx)} images)", in_place=True)
-        model.save(target("model"))
-        metadata["timing_seconds"]["total"] = round(time.perf_counter() - started, 1)
-        target("metadata").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
-
-    save_outputs(paths, write)
-    log("")
-    log(report_text)
-    log(f"test accuracy {figures['accuracy']:.4f} on {len(test_idx)} images; best epoch {best_epoch} of "
-        f"{epochs_run}; {metadata['timing_seconds']['total']:.0f} s in all")
-    log("wrote " + ", ".join(str(p) for p in paths.values()))
-    return metadata
-
+    write_model_files(paths, model, metadata, split_record, config, class_names, started)
+    return TrainResult(metadata, paths, test.report)

@@ -29,13 +29,13 @@ def _ranked_classes(logits):
 
 def test_importing_backbones_does_not_import_tensorflow():
     code = "import sys, mask_detection.backbones; print('tensorflow' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_lite0_imagenet_port_recognises_cat_and_espresso(keras):
     import skimage.data
+
     from mask_detection.images import to_model_input
 
     model = backbones.build_efficientnet_lite0(include_top=True, weights="imagenet")
@@ -67,8 +67,8 @@ def test_preprocess_caffe_equals_keras_resnet50_preprocess_input(keras):
     got_uint8 = np.asarray(backbones.preprocess_layer("resnet50")(as_uint8))
     assert got_uint8.dtype == np.float32
     np.testing.assert_allclose(
-        got_uint8, keras.applications.resnet50.preprocess_input(as_uint8.astype(np.float32)),
-        atol=1e-4)
+        got_uint8, keras.applications.resnet50.preprocess_input(as_uint8.astype(np.float32)), atol=1e-4
+    )
 
 
 def test_preprocess_lite_formula(keras):
@@ -140,11 +140,17 @@ def fresh_process_report(tiny_saved_model, tmp_path_factory):
     env.update(KERAS_HOME=str(keras_home), PYTHONPATH=str(REPO))
     for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
         env[var] = CLOSED_PORT_PROXY
-    result = subprocess.run([sys.executable, "-c", _FRESH_PROCESS_SCRIPT, str(path), str(sample_path)],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    result = subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS_SCRIPT, str(path), str(sample_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     line = [ln for ln in result.stdout.splitlines() if ln.startswith("REPORT ")][-1]
-    return json.loads(line[len("REPORT "):])
+    return json.loads(line[len("REPORT ") :])
 
 
 def test_saved_model_reloads_in_a_fresh_process(fresh_process_report, tiny_saved_model):
@@ -156,9 +162,9 @@ def test_resnet50_imagenet_without_network_names_both_remedies(fresh_process_rep
     message = fresh_process_report["resnet50"]
     assert message.startswith("WeightsError: cannot download the ResNet50 ImageNet weights")
     assert "connect to the internet" in message and "~/.keras/models/" in message
-    assert "--weights FILE" in message
+    assert f"local copy of {backbones.RESNET50_WEIGHTS_FILE}" in message and "as the weights file" in message
     assert backbones.RESNET50_WEIGHTS_URL in message
-    assert "--backbone efficientnet_lite0" in message
+    assert "the efficientnet_lite0 backbone, which works offline" in message
     assert "\n" not in message
 
 
@@ -185,7 +191,7 @@ def test_resnet50_loads_a_local_weights_file(random_resnet50, tmp_path, file_for
     expected = random_resnet50.get_weights()
     got = loaded.get_weights()
     assert len(got) == len(expected) == 318
-    assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
     assert not loaded.trainable
 
 
@@ -230,8 +236,9 @@ def test_lite0_weights_from_explicit_pth_path(keras):
     path = backbones.lite0_weights_path()
     model = backbones.build_backbone("efficientnet_lite0", weights=str(path))
     state = backbones.load_torch_legacy_state_dict(path)
-    np.testing.assert_array_equal(model.get_layer("conv_stem").get_weights()[0],
-                                  state["_conv_stem.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        model.get_layer("conv_stem").get_weights()[0], state["_conv_stem.weight"].transpose(2, 3, 1, 0)
+    )
 
 
 def test_unknown_backbone_is_a_user_error():
@@ -243,8 +250,7 @@ def test_unknown_backbone_is_a_user_error():
 
 def test_weights_id(tmp_path):
     assert backbones.weights_id("resnet50", "imagenet") == "resnet50:keras-imagenet"
-    assert (backbones.weights_id("efficientnet_lite0", "imagenet")
-            == "efficientnet_lite0:efficientnet-lite0-57934424")
+    assert backbones.weights_id("efficientnet_lite0", "imagenet") == "efficientnet_lite0:efficientnet-lite0-57934424"
     assert backbones.weights_id("resnet50", None) == "random"
     file_a = tmp_path / "a.h5"
     file_a.write_bytes(b"abc")

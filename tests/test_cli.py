@@ -1,6 +1,7 @@
 """The command-line contract shared by every script: one `error:` line for bad arguments, signals handled like
 Ctrl-C (outputs complete or untouched, exit 128 + signal), a reader that goes away ends the run quietly."""
 
+import importlib
 import signal
 import subprocess
 import sys
@@ -8,9 +9,17 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from conftest import REPO, run_command, run_script
 from skimage import data
 
-from conftest import REPO, run_script
+COMMANDS = {
+    "detect_image.py": "detect_image",
+    "detect_webcam.py": "detect_webcam",
+    "train_model.py": "train",
+    "loader.py": "loader",
+    "evaluate.py": "evaluate",
+    "export_model.py": "export",
+}
 
 
 @pytest.mark.parametrize(
@@ -27,12 +36,22 @@ from conftest import REPO, run_script
         ("export_model.py", ["--quantize", "bogus"]),
     ],
 )
-def test_bad_arguments_give_one_error_line_and_exit_2(script, args):
-    result = run_script(script, *args)
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+def test_bad_arguments_give_one_error_line_and_exit_2(script, args, capfd, monkeypatch):
+    """In-process: each command's main as its script runs it (argparse names the program from sys.argv[0])."""
+    monkeypatch.setattr(sys, "argv", [script])
+    code = run_command(importlib.import_module(f"mask_detection.commands.{COMMANDS[script]}"), *args)
+    out, err = capfd.readouterr()
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert f"{script} --help" in lines[0]
+    assert out == ""
+
+
+def test_the_top_level_script_gives_the_same_one_line_error():
+    result = run_script("detect_webcam.py", "--max-frames", "0")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == "error: argument --max-frames: must be at least 1, got 0 (see detect_webcam.py --help)\n"
     assert result.stdout == ""
 
 
@@ -49,9 +68,20 @@ def photo_folder(tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_terminating_signal_during_a_folder_run_leaves_only_complete_outputs(tmp_path, photo_folder, signum):
     out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, str(REPO / "detect_image.py"), "--image", str(photo_folder),
-                                "--output", str(out), "--no-display"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "detect_image.py"),
+            "--image",
+            str(photo_folder),
+            "--output",
+            str(out),
+            "--no-display",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = process.stdout.readline()
         assert "face 1/1" in first, process.stderr.read() if process.poll() is not None else first
@@ -70,8 +100,11 @@ def test_terminating_signal_during_a_folder_run_leaves_only_complete_outputs(tmp
 
 
 def test_a_reader_that_goes_away_ends_the_run_without_a_traceback(photo_folder):
-    process = subprocess.Popen([sys.executable, str(REPO / "detect_image.py"), "--image", str(photo_folder),
-                                "--json", "--no-display"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "detect_image.py"), "--image", str(photo_folder), "--json", "--no-display"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert process.stdout.readline().startswith(b"{")
         process.stdout.close()  # like `| head -1`

@@ -1,16 +1,22 @@
-"""detect_webcam.py on generated videos of a real face: every frame out, JSON per frame, Ctrl-C, bad sources."""
+"""detect_webcam.py on generated videos of a real face: every frame out at the input's frame rate with the overlay
+drawn, JSON per frame, Ctrl-C, a live stream that ends, bad sources. In-process (``main``) except for signals."""
 
-import io
+import functools
+import http.server
 import json
 import signal
 import subprocess
 import sys
+import threading
 
+import cv2
 import numpy as np
 import pytest
-
-from conftest import REPO, run_script
+from conftest import REPO, run_command
 from detect_support import count_frames, make_face_video, save_tiny_classifier
+
+from mask_detection.classes import REGISTRY, WITHOUT_MASK
+from mask_detection.commands import detect_webcam
 
 
 @pytest.fixture(scope="module")
@@ -19,39 +25,92 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def no_mask_model(tmp_path_factory):
+    """Answers without_mask for every face, so the box colour is known beforehand."""
+    return save_tiny_classifier(tmp_path_factory.mktemp("no-mask-model"), constant=(0.1, 0.9), name="nomask")
+
+
+@pytest.fixture(scope="module")
 def face_video(tmp_path_factory):
     path = tmp_path_factory.mktemp("video") / "faces.mp4"
-    make_face_video(path, frames=30, fps=15.0)
+    make_face_video(path, frames=30, fps=7.5)  # not a common rate: a writer falling back to 30 or 25 shows
     return path
 
 
-def test_video_file_every_frame_annotated_and_one_json_line_each(tmp_path, face_video, tiny_model):
+def watch(capfd, *args):
+    """detect_webcam in-process: (exit code, stdout, stderr)."""
+    code = run_command(detect_webcam, *args)
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+def read_frames(path):
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    return fps, frames
+
+
+def near(image, colour, tolerance=40):
+    return np.abs(image.astype(int) - colour).max(axis=-1) < tolerance
+
+
+def test_video_file_every_frame_annotated_and_one_json_line_each(tmp_path, face_video, no_mask_model, capfd):
     out = tmp_path / "annotated.mp4"
-    result = run_script(
-        "detect_webcam.py", "--video", face_video, "--no-display", "--output", out, "--json", "--model", tiny_model
+    code, stdout, stderr = watch(
+        capfd, "--video", face_video, "--no-display", "--output", out, "--json", "--model", no_mask_model
     )
-    assert result.returncode == 0, result.stderr
-    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert code == 0, stderr
+    records = [json.loads(line) for line in stdout.splitlines()]
     assert [r["frame"] for r in records] == list(range(30))
     for i, record in enumerate(records):
         assert set(record) == {"frame", "time", "faces"}
-        assert record["time"] == pytest.approx(i / 15.0, abs=1e-3)
+        assert record["time"] == pytest.approx(i / 7.5, abs=1e-3)
         assert len(record["faces"]) == 1
         assert set(record["faces"][0]) == {"box", "score", "label", "probability"}
     # The face moves right across the frames, and so do the boxes.
     xs = [r["faces"][0]["box"][0] for r in records]
     assert xs[-1] - xs[0] > 200
-    assert count_frames(out) == 30
-    assert "summary: 30 frames, 30 faces seen" in result.stderr
+    assert "summary: 30 frames, 30 faces seen (mask 0, no mask 30)" in stderr
     assert not list(tmp_path.glob(".*tmp*")), "no temporary file left behind"
+
+    fps, frames = read_frames(out)
+    assert fps == pytest.approx(7.5)  # the input's frame rate, so the output plays at the same speed
+    assert len(frames) == 30
+    _, originals = read_frames(face_video)
+    colour = REGISTRY[WITHOUT_MASK].colour
+    for i in (0, 14, 29):
+        x, y, w, h = records[i]["faces"][0]["box"]
+        # The box's left side, in the no-mask colour: drawn on the written frame, absent from the input.
+        side = (slice(y + 5, y + h - 5), slice(max(0, x - 2), x + 3))
+        assert near(frames[i][side], colour).any(axis=1).mean() > 0.9, i  # a line down every row
+        assert not near(originals[i][side], colour).any()
+        # The status panel darkens the top-left corner (background 90 -> about 52).
+        assert np.median(frames[i][0:3, 0:60]) < 70 < np.median(originals[i][0:3, 0:60])  # above the text
 
 
 def test_ctrl_c_stops_cleanly_and_finalises_the_video(tmp_path, tiny_model):
     video = tmp_path / "long.mp4"
     make_face_video(video, frames=300, fps=25.0)
     out = tmp_path / "partial.mp4"
-    cmd = [sys.executable, str(REPO / "detect_webcam.py"), "--video", str(video), "--no-display", "--json",
-           "--output", str(out), "--model", str(tiny_model)]
+    cmd = [
+        sys.executable,
+        str(REPO / "detect_webcam.py"),
+        "--video",
+        str(video),
+        "--no-display",
+        "--json",
+        "--output",
+        str(out),
+        "--model",
+        str(tiny_model),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     lines = [proc.stdout.readline() for _ in range(3)]  # processing is under way
     assert all(lines), proc.stderr.read()
@@ -66,20 +125,20 @@ def test_ctrl_c_stops_cleanly_and_finalises_the_video(tmp_path, tiny_model):
     assert count_frames(out) == n  # finalised: readable, exactly the processed frames
 
 
-def test_max_frames_in_process(tmp_path, face_video, tiny_model):
-    from mask_detection.video import detect_stream
-
-    text = io.StringIO()
-    code = detect_stream(video=face_video, display=False, max_frames=5, as_json=True, model_path=tiny_model, out=text)
-    assert code == 0
-    assert [json.loads(line)["frame"] for line in text.getvalue().splitlines()] == [0, 1, 2, 3, 4]
+def test_max_frames(face_video, tiny_model, capfd):
+    code, out, err = watch(
+        capfd, "--video", face_video, "--no-display", "--max-frames", 5, "--json", "--model", tiny_model
+    )
+    assert code == 0, err
+    assert [json.loads(line)["frame"] for line in out.splitlines()] == [0, 1, 2, 3, 4]
+    assert "summary: 5 frames" in err
 
 
 def test_live_reader_hands_out_the_newest_frame(face_video):
     """The camera path's threaded reader (fed by a video file here): a slow consumer skips frames, never lags."""
     import time
 
-    from mask_detection.video import FileSource, LiveSource
+    from mask_detection.video_io import FileSource, LiveSource
 
     every = FileSource(face_video)
     all_frames = []
@@ -102,6 +161,41 @@ def test_live_reader_hands_out_the_newest_frame(face_video):
     assert "stopped delivering frames" in live.failure  # the end of a live source is reported
 
 
+@pytest.fixture
+def http_server(tmp_path):
+    """An HTTP server on 127.0.0.1 serving tmp_path; yields its base URL."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_stream_that_stops_sending_is_retried_then_stopped_with_exit_1(tmp_path, http_server, tiny_model, capfd):
+    """A network stream (HTTP here) read as a live source: when it stops delivering, the reads are retried a few
+    times, then the run ends cleanly with what it has, a warning and exit status 1."""
+    make_face_video(tmp_path / "cam.mp4", frames=12, fps=10.0, size=(320, 240))
+    out = tmp_path / "out" / "saved.mp4"
+    code, stdout, stderr = watch(
+        capfd, "--video", f"{http_server}/cam.mp4", "--no-display", "--json", "--output", out, "--model", tiny_model
+    )
+    assert code == 1, stderr
+    frames = [json.loads(line)["frame"] for line in stdout.splitlines()]
+    assert 1 <= len(frames) <= 12 and frames == list(range(len(frames)))
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: stream {http_server}/cam.mp4 stopped delivering frames (5 failed reads in a row); stopped"
+    ]
+    assert f"summary: {len(frames)} frames" in stderr
+    assert count_frames(out) == len(frames)  # the output is kept, finalised
+
+
 @pytest.mark.parametrize(
     "make_args, message",
     [
@@ -113,20 +207,21 @@ def test_live_reader_hands_out_the_newest_frame(face_video):
     ],
     ids=["missing-video", "text-as-video", "no-camera", "bad-output", "missing-model"],
 )
-def test_bad_sources_are_one_line_and_exit_2(tmp_path, make_args, message):
+def test_bad_sources_are_one_line_and_exit_2(tmp_path, capfd, make_args, message):
     (tmp_path / "text.mp4").write_text("not a video\n")
     make_face_video(tmp_path / "ok.mp4", frames=2)
-    result = run_script("detect_webcam.py", *make_args(tmp_path), "--no-display")
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    code, out, err = watch(capfd, *make_args(tmp_path), "--no-display")
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
     assert not (tmp_path / "out.gif").exists()
 
 
-def test_output_is_finalised_when_the_model_fails(tmp_path, face_video):
+def test_output_is_finalised_when_the_model_fails(tmp_path, face_video, capfd):
     """Nothing processed: no half-written output file is left."""
     out = tmp_path / "out.mp4"
-    result = run_script("detect_webcam.py", "--video", face_video, "--no-display", "--output", out,
-                        "--model", tmp_path / "missing.keras")
-    assert result.returncode == 2
+    code, _, err = watch(
+        capfd, "--video", face_video, "--no-display", "--output", out, "--model", tmp_path / "missing.keras"
+    )
+    assert code == 2, err
     assert list(tmp_path.iterdir()) == []

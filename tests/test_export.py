@@ -7,10 +7,12 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from skimage import data
-
 from conftest import REPO, run_script, small_disk
+from skimage import data
 from test_training import make_arrays
+
+from mask_detection.commands import export as export_command
+from mask_detection.errors import MaskDetectionError
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -40,8 +42,7 @@ def save_trained_tiny_model(folder, arrays, test_per_class=3, swap_outputs=False
     x = k.layers.GlobalAveragePooling2D(name="pool")(x)
     model = k.Model(inputs, apply_layers(x, build_head_layers(2)))
     compile_model(model, 3e-3)
-    model.fit(arrays["images"][train], np.eye(2, dtype=np.float32)[labels[train]], epochs=12, batch_size=8,
-              verbose=0)
+    model.fit(arrays["images"][train], np.eye(2, dtype=np.float32)[labels[train]], epochs=12, batch_size=8, verbose=0)
     name = "tiny"
     if swap_outputs:
         name = "tiny_swapped"
@@ -52,8 +53,11 @@ def save_trained_tiny_model(folder, arrays, test_per_class=3, swap_outputs=False
     model.save(path)
     meta = {"class_names": [str(c) for c in arrays["class_names"]], "backbone": "tiny-test", "input_size": 224}
     (folder / f"{name}.json").write_text(json.dumps(meta))
-    split = {"train": [str(arrays["hashes"][i]) for i in train], "validation": [],
-             "test": [str(arrays["hashes"][i]) for i in test]}
+    split = {
+        "train": [str(arrays["hashes"][i]) for i in train],
+        "validation": [],
+        "test": [str(arrays["hashes"][i]) for i in test],
+    }
     (folder / f"{name}_split.json").write_text(json.dumps(split))
     return path, model
 
@@ -77,18 +81,25 @@ def tiny_exports(tiny):
     return results, lines
 
 
-def test_help_is_instant():
-    result = run_script("export_model.py", "--help")
+def test_help_lists_the_options_without_starting_tensorflow():
+    code = "import sys; from mask_detection.commands import export; export.main(['--help'])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.returncode == 0
-    assert "--quantize" in result.stdout and "--calibration" in result.stdout
+    assert "--quantize" in result.stdout and "--calibration" in result.stdout and "--format" not in result.stdout
+    code = (
+        "import sys; from mask_detection.commands import export\n"
+        "try:\n    export.main(['--help'])\nexcept SystemExit:\n    print('tensorflow' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.stdout.strip().splitlines()[-1] == "False"
 
 
 @pytest.mark.parametrize("quantize, atol", [("none", 1e-4), ("float16", 2e-2), ("dynamic", 5e-2), ("int8", 8e-2)])
 def test_each_quantization_mode_exports_a_model_that_agrees(tiny, tiny_exports, quantize, atol):
-    from mask_detection.model import load_classifier
+    from mask_detection.classifier import load_classifier
 
     results, lines = tiny_exports
-    out = results[quantize]
+    out = results[quantize].path
     expected_name = "tiny.float32.tflite" if quantize == "none" else f"tiny.{quantize}.tflite"
     assert out == tiny["folder"] / expected_name and out.is_file()
     # One summary line per export with its size and time, after the line naming the check set.
@@ -124,8 +135,8 @@ def test_tflite_runtime_path_does_not_import_tensorflow(tiny_exports):
     results, _ = tiny_exports
     code = (
         "import sys, numpy as np\n"
-        "from mask_detection.model import load_classifier\n"
-        f"c = load_classifier({str(results['dynamic'])!r})\n"
+        "from mask_detection.classifier import load_classifier\n"
+        f"c = load_classifier({str(results['dynamic'].path)!r})\n"
         "p = c.predict(np.zeros((3, 224, 224, 3), np.uint8))\n"
         "print(p.shape, c.backend, 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
     )
@@ -137,15 +148,16 @@ def test_tflite_runtime_path_does_not_import_tensorflow(tiny_exports):
 
 def test_self_check_refuses_an_export_that_disagrees_and_leaves_no_file(tiny, tmp_path):
     """The swapped-output twin of the tiny model, exported and checked against the original, is refused."""
+    from mask_detection.classifier import load_classifier
     from mask_detection.errors import ModelError
     from mask_detection.export import convert, load_check_data, predict_all, write_checked
-    from mask_detection.model import load_classifier
 
     twin_dir = tmp_path / "twin"
     twin_dir.mkdir()
     _, twin = save_trained_tiny_model(twin_dir, tiny["arrays"], swap_outputs=True)
-    check = load_check_data(tiny["path"], tiny["arrays_path"], ["with_mask", "without_mask"], 224,
-                            need_calibration=False)
+    check = load_check_data(
+        tiny["path"], tiny["arrays_path"], ["with_mask", "without_mask"], 224, need_calibration=False
+    )
     reference = predict_all(load_classifier(tiny["path"]), check.images)
     out = tmp_path / "out" / "broken.dynamic.tflite"
     meta = {"class_names": ["with_mask", "without_mask"], "input_size": 224}
@@ -157,36 +169,47 @@ def test_self_check_refuses_an_export_that_disagrees_and_leaves_no_file(tiny, tm
     assert list(out.parent.iterdir()) == []  # neither the .tflite nor its metadata nor a temporary file
 
 
-def test_without_calibration_non_int8_checks_generated_images_and_int8_is_refused(tiny, tmp_path):
+def test_without_calibration_non_int8_checks_generated_images_and_int8_is_refused(tiny, tmp_path, monkeypatch, capfd):
     import shutil
 
+    monkeypatch.chdir(tmp_path)  # no dataset/arrays.npz here
     for suffix in (".keras", ".json", "_split.json"):
         shutil.copy(tiny["path"].with_name("tiny" + suffix), tmp_path / ("m" + suffix))
-    result = run_script("export_model.py", "--model", tmp_path / "m.keras", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "48 generated images (no calibration arrays: agreement only" in result.stdout
-    assert (tmp_path / "m.float32.tflite").is_file() and result.stderr == ""  # the default: float32
+    assert export_command.main(["--model", str(tmp_path / "m.keras")]) == 0
+    output = capfd.readouterr()
+    assert "48 generated images (no calibration arrays: agreement only" in output.out
+    assert (tmp_path / "m.float32.tflite").is_file() and output.err == ""  # the default: float32
 
-    refused = run_script("export_model.py", "--model", tmp_path / "m.keras", "--quantize", "int8", cwd=tmp_path)
-    assert refused.returncode == 2
-    lines = refused.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "--calibration" in lines[0]
+    with pytest.raises(MaskDetectionError) as refused:
+        export_command.main(["--model", str(tmp_path / "m.keras"), "--quantize", "int8"])
+    assert "--calibration" in str(refused.value) and "\n" not in str(refused.value)
     assert not (tmp_path / "m.int8.tflite").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model", "missing.keras"], "does not exist"),
-    (["--model", "x.tflite"], "export starts from a trained .keras model"),
-    (["--quantize", "none", "dynamic", "--out", "a.tflite"], "single --quantize"),
-    (["--calibration", "missing.npz"], "missing.npz"),
-])
-def test_bad_arguments_give_one_error_line(tiny, args, message, tmp_path):
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "missing.keras"], "model file missing.keras does not exist"),
+        (["--model", "x.tflite"], "cannot export x.tflite: export starts from a trained .keras model"),
+        (["--calibration", "missing.npz"], "arrays file not found: missing.npz"),
+    ],
+)
+def test_bad_arguments_give_one_error(tiny, args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     if args[0] != "--model":
         args = ["--model", str(tiny["path"]), *args]
-    result = run_script("export_model.py", *args, cwd=tmp_path)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    with pytest.raises(MaskDetectionError) as error:
+        export_command.main(args)
+    assert message in str(error.value) and "\n" not in str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_out_with_several_quantizations_is_a_usage_error(tiny, capsys):
+    with pytest.raises(SystemExit) as exited:
+        export_command.main(["--model", str(tiny["path"]), "--quantize", "none", "dynamic", "--out", "a.tflite"])
+    assert exited.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --out names one file: give a single --quantize")
 
 
 # ------------------------------------------------------------------ a real backbone, the command line, detection
@@ -201,8 +224,19 @@ def lite(tmp_path_factory):
     arrays_path = folder / "arrays.npz"
     make_arrays(arrays_path, n_per_class=12)
     model = folder / "lite.keras"
-    train(TrainConfig(data=str(arrays_path), backbone="efficientnet_lite0", weights="imagenet", epochs=15,
-                      augment_views=0, out=str(model), cache_dir=False, progress=False), log=lambda *a: None)
+    train(
+        TrainConfig(
+            data=str(arrays_path),
+            backbone="efficientnet_lite0",
+            weights="imagenet",
+            epochs=15,
+            augment_views=0,
+            out=str(model),
+            cache_dir=False,
+            progress=False,
+        ),
+        log=lambda *a: None,
+    )
     # int8: the kind of export that detection uses by default.
     result = run_script("export_model.py", "--model", model, "--calibration", arrays_path, "--quantize", "int8")
     return {"folder": folder, "keras": model, "tflite": folder / "lite.int8.tflite", "export": result}
@@ -229,8 +263,11 @@ def detect_json(model, photos):
 
 def test_detect_image_with_tflite_gives_the_keras_labels(lite, tmp_path):
     photos = []
-    for name, rgb in (("astronaut", data.astronaut()), ("astronaut_flipped", data.astronaut()[:, ::-1]),
-                      ("cameraman", cv2.cvtColor(data.camera(), cv2.COLOR_GRAY2RGB))):
+    for name, rgb in (
+        ("astronaut", data.astronaut()),
+        ("astronaut_flipped", data.astronaut()[:, ::-1]),
+        ("cameraman", cv2.cvtColor(data.camera(), cv2.COLOR_GRAY2RGB)),
+    ):
         path = tmp_path / f"{name}.png"
         cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
         photos.append(path)
@@ -240,13 +277,13 @@ def test_detect_image_with_tflite_gives_the_keras_labels(lite, tmp_path):
     for a, b in zip(from_keras, from_tflite, strict=True):
         assert [f["box"] for f in a["faces"]] == [f["box"] for f in b["faces"]]
         assert [f["label"] for f in a["faces"]] == [f["label"] for f in b["faces"]]
-        for fa, fb in zip(a["faces"], b["faces"]):
+        for fa, fb in zip(a["faces"], b["faces"], strict=True):
             assert abs(fa["probability"] - fb["probability"]) < 0.05
 
 
 def test_missing_or_corrupt_tflite_is_a_clear_error(lite, tmp_path):
+    from mask_detection.classifier import load_classifier
     from mask_detection.errors import ModelError
-    from mask_detection.model import load_classifier
 
     good = lite["tflite"].read_bytes()
     meta = lite["tflite"].with_suffix(".json").read_text()
@@ -278,31 +315,38 @@ def copy_tiny_model(tiny, folder, name="m"):
 
 
 @pytest.mark.parametrize("out, replaced", [("m.tflite", "m.json"), ("m_split.tflite", "m_split.json")])
-def test_export_never_replaces_the_model_metadata_or_split(tiny, tmp_path, out, replaced):
+def test_export_never_replaces_the_model_metadata_or_split(tiny, tmp_path, out, replaced, capfd):
     """``--out m.tflite`` would write its metadata to m.json, the Keras model's own: refused at once."""
     model = copy_tiny_model(tiny, tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    result = run_script("export_model.py", "--model", model, "--out", tmp_path / out, "--calibration",
-                        tiny["arrays_path"], cwd=tmp_path)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: refusing to write {tmp_path / replaced}: "), result.stderr
+    with pytest.raises(MaskDetectionError) as error:
+        export_command.main(
+            ["--model", str(model), "--out", str(tmp_path / out), "--calibration", str(tiny["arrays_path"])]
+        )
+    message = str(error.value)
+    assert message.startswith(f"refusing to write {tmp_path / replaced}: ") and "\n" not in message
     if replaced == "m.json":
-        assert "metadata of the model" in lines[0] and f"e.g. {tmp_path / 'm.float32.tflite'}" in lines[0]
-    assert result.stdout == ""  # before the self-check, let alone a conversion
+        assert "metadata of the model" in message and f"e.g. {tmp_path / 'm.float32.tflite'}" in message
+    assert capfd.readouterr().out == ""  # before the self-check, let alone a conversion
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
-def test_unwritable_export_output_fails_before_the_work(tiny, tmp_path):
+def test_unwritable_export_output_fails_before_the_work(tiny, tmp_path, capfd):
     blocker = tmp_path / "file"
     blocker.write_text("a regular file, not a folder")
-    result = run_script("export_model.py", "--model", tiny["path"], "--out", blocker / "m.tflite", "--calibration",
-                        tiny["arrays_path"], cwd=tmp_path)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0] == (f"error: cannot write {blocker / 'm.tflite'}: {blocker} is not a "
-                                            "folder"), result.stderr
-    assert result.stdout == ""
+    with pytest.raises(MaskDetectionError) as error:
+        export_command.main(
+            [
+                "--model",
+                str(tiny["path"]),
+                "--out",
+                str(blocker / "m.tflite"),
+                "--calibration",
+                str(tiny["arrays_path"]),
+            ]
+        )
+    assert str(error.value) == f"cannot write {blocker / 'm.tflite'}: {blocker} is not a folder"
+    assert capfd.readouterr().out == ""
 
 
 def test_full_disk_during_export_is_one_error_and_keeps_the_old_export(tiny, tmp_path):
@@ -317,16 +361,13 @@ def test_full_disk_during_export_is_one_error_and_keeps_the_old_export(tiny, tmp
             (disk / name).write_bytes(content)
         stat = os.statvfs(disk)
         (disk / "filler").write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize - 4096))  # 4 kB stay free
-        result = run_script("export_model.py", "--model", model, "--calibration", tiny["arrays_path"],
-                            cwd=tmp_path)
+        result = run_script("export_model.py", "--model", model, "--calibration", tiny["arrays_path"], cwd=tmp_path)
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()
-        assert lines == [f"error: cannot write {disk / 'm.float32.tflite'}: No space left on device"], \
-            result.stderr
+        assert lines == [f"error: cannot write {disk / 'm.float32.tflite'}: No space left on device"], result.stderr
         for name, content in old.items():
             assert (disk / name).read_bytes() == content
-        assert sorted(p.name for p in disk.iterdir()) == sorted(["m.keras", "m.json", "m_split.json", "filler",
-                                                                 *old])
+        assert sorted(p.name for p in disk.iterdir()) == sorted(["m.keras", "m.json", "m_split.json", "filler", *old])
 
 
 def save_near_tie_model(folder, arrays):
@@ -345,24 +386,67 @@ def save_near_tie_model(folder, arrays):
     dense.set_weights([kernel, np.zeros(2, np.float32)])
     path = folder / "tie.keras"
     model.save(path)
-    (folder / "tie.json").write_text(json.dumps({"class_names": [str(c) for c in arrays["class_names"]],
-                                                 "backbone": "tiny-test", "input_size": 224}))
+    (folder / "tie.json").write_text(
+        json.dumps({"class_names": [str(c) for c in arrays["class_names"]], "backbone": "tiny-test", "input_size": 224})
+    )
     return path
 
 
-def test_exit_status_is_2_when_the_export_is_refused_and_1_when_some_are(tiny, tmp_path):
+def test_exit_status_is_2_when_the_export_is_refused_and_1_when_some_are(tiny, tmp_path, capfd):
     model = save_near_tie_model(tmp_path, tiny["arrays"])
-    single = run_script("export_model.py", "--model", model, "--quantize", "int8", "--calibration",
-                        tiny["arrays_path"], cwd=tmp_path)
+    single = run_script(
+        "export_model.py", "--model", model, "--quantize", "int8", "--calibration", tiny["arrays_path"], cwd=tmp_path
+    )
     assert single.returncode == 2, single.stderr
     lines = single.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: export refused, tie.int8.tflite not written")
     assert not (tmp_path / "tie.int8.tflite").exists()
 
-    several = run_script("export_model.py", "--model", model, "--quantize", "none", "int8", "--calibration",
-                         tiny["arrays_path"], cwd=tmp_path)
-    assert several.returncode == 1, several.stderr
-    lines = several.stderr.strip().splitlines()
+    assert (
+        export_command.main(
+            ["--model", str(model), "--quantize", "none", "int8", "--calibration", str(tiny["arrays_path"])]
+        )
+        == 1
+    )
+    several = capfd.readouterr()
+    lines = several.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: export refused, tie.int8.tflite not written")
     assert (tmp_path / "tie.float32.tflite").is_file() and not (tmp_path / "tie.int8.tflite").exists()
-    assert f"exported {tmp_path / 'tie.float32.tflite'}" in several.stdout
+    assert f"exported {tmp_path / 'tie.float32.tflite'}" in several.out
+
+
+def figures_of(n_images, disagreements, accuracy_drop):
+    """Self-check figures for ``n_images`` labelled images where the export changes ``disagreements`` answers, of
+    which ``accuracy_drop`` turn a right answer into a wrong one (the rest turn wrong answers into other wrong
+    ones: three classes)."""
+    from mask_detection.export import compare
+
+    labels = np.zeros(n_images, int)
+    reference = np.eye(3, dtype=np.float32)[labels]
+    reference[n_images // 2 :] = np.eye(3, dtype=np.float32)[1]  # the Keras model is wrong on half of them
+    exported = reference.copy()
+    exported[:accuracy_drop] = np.eye(3, dtype=np.float32)[2]  # right -> wrong
+    rest = slice(n_images // 2, n_images // 2 + disagreements - accuracy_drop)
+    exported[rest] = np.eye(3, dtype=np.float32)[2]  # wrong -> another wrong
+    return compare(reference, exported, labels)
+
+
+@pytest.mark.parametrize(
+    "disagreements, accuracy_drop, refused",
+    [
+        (5, 0, []),  # 99.5% agreement: just enough
+        (6, 0, ["agrees"]),  # 99.4%
+        (3, 3, []),  # 0.3 points of accuracy lost: just allowed
+        (4, 4, ["accuracy"]),  # 0.4 points
+        (6, 4, ["agrees", "accuracy"]),
+    ],
+)
+def test_self_check_thresholds_are_exactly_99_5_percent_and_0_3_points(disagreements, accuracy_drop, refused):
+    from mask_detection.export import MAX_ACCURACY_LOSS, MIN_AGREEMENT, check_problems
+
+    assert (MIN_AGREEMENT, MAX_ACCURACY_LOSS) == (0.995, 0.003)
+    figures = figures_of(1000, disagreements, accuracy_drop)
+    assert figures["disagreements"] == disagreements
+    assert figures["accuracy_loss"] == pytest.approx(accuracy_drop / 1000)
+    problems = check_problems(figures)
+    assert [("agrees" if "agrees" in p else "accuracy") for p in problems] == refused

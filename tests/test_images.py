@@ -205,5 +205,21 @@ def test_list_images_warns_about_broken_links_and_loops(tmp_path):
     (tmp_path / "y.jpg").symlink_to(tmp_path / "x.jpg")
     heard = []
     assert [p.name for p in list_images(tmp_path, warn=heard.append)] == ["a.png"]
-    assert heard == [f"skipped {tmp_path}/gone.jpg: a broken link", f"skipped {tmp_path}/x.jpg: a link loop",
-                     f"skipped {tmp_path}/y.jpg: a link loop"]
+    assert heard == [
+        f"skipped {tmp_path}/gone.jpg: a broken link",
+        f"skipped {tmp_path}/x.jpg: a link loop",
+        f"skipped {tmp_path}/y.jpg: a link loop",
+    ]
+
+
+def test_shrink_to_side_keeps_the_aspect_and_leaves_smaller_pictures_alone():
+    from mask_detection.images import shrink_to_side
+
+    wide = np.zeros((1000, 3000, 3), np.uint8)
+    wide[:, 1500:] = 200  # right half light
+    small = shrink_to_side(wide, 600)
+    assert small.shape == (200, 600, 3)
+    assert (small[:, :290] == 0).all() and (small[:, 310:] == 200).all()  # not mirrored, not stretched
+    assert shrink_to_side(np.zeros((7, 5000, 3), np.uint8), 100).shape == (1, 100, 3)  # never 0 px
+    same = np.zeros((300, 200, 3), np.uint8)
+    assert shrink_to_side(same, 300) is same and shrink_to_side(same, 1000) is same

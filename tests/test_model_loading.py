@@ -2,12 +2,15 @@
 or non-probability outputs are caught at load time, through the library and through detect_image.py."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_script
 from detect_support import save_tiny_classifier
+
+from mask_detection.classifier import load_classifier
+from mask_detection.commands import detect_image
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -54,13 +57,13 @@ def models(tmp_path_factory):
 
 def test_truncated_keras_file_is_called_damaged(models):
     from mask_detection.errors import ModelError
-    from mask_detection.model import load_classifier
 
     with pytest.raises(ModelError) as err:
         load_classifier(models["truncated"])
     message = str(err.value)
-    assert message == (f"cannot load model {models['truncated']}: the file is damaged or not a .keras model "
-                       "(truncated zip)")
+    assert message == (
+        f"cannot load model {models['truncated']}: the file is damaged or not a .keras model (truncated zip)"
+    )
     result = run_script("detect_image.py", "--demo", "--model", models["truncated"], "--no-display", "--json")
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {message}"
@@ -68,37 +71,35 @@ def test_truncated_keras_file_is_called_damaged(models):
 
 def test_model_built_for_another_input_size_is_refused(models):
     from mask_detection.errors import ModelError
-    from mask_detection.model import load_classifier
 
     with pytest.raises(ModelError) as err:
         load_classifier(models["small_input"])
     assert "takes 96x96x3 input, but its metadata says input_size 224" in str(err.value)
-    result = run_script("detect_image.py", "--demo", "--model", models["small_input"], "--no-display", "--json")
-    assert result.returncode == 2, result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "input_size 224" in lines[0]
+    with pytest.raises(ModelError, match="input_size 224"):  # the command stops with the same error
+        detect_image.main(["--demo", "--model", str(models["small_input"]), "--no-display", "--json"])
 
 
 def test_logits_get_a_softmax_and_a_warning(models):
-    from mask_detection.model import load_classifier, probe_images, softmax
+    from mask_detection.classifier import SoftmaxOverLogits, load_classifier, probe_images, softmax
 
     warnings = []
     classifier = load_classifier(models["logits"], warn=warnings.append)
     assert len(warnings) == 1 and "outputs logits" in warnings[0] and "softmax" in warnings[0]
+    assert isinstance(classifier, SoftmaxOverLogits)
     images = probe_images(224)
     probs = classifier.predict(images)
-    raw = classifier.model(images, training=False).numpy()
+    raw = classifier.inner.model(images, training=False).numpy()
     assert raw.max() > 1  # the model itself does output logits
     np.testing.assert_allclose(probs, softmax(raw), atol=1e-6)
     np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
     # A model that outputs probabilities is left as it is, silently.
-    assert not load_classifier(models["good"], warn=warnings.append).softmax_outputs and len(warnings) == 1
+    good = load_classifier(models["good"], warn=warnings.append)
+    assert not isinstance(good, SoftmaxOverLogits) and len(warnings) == 1
 
 
-def test_detect_image_reports_probabilities_for_a_logits_model(models):
-    result = run_script("detect_image.py", "--demo", "--model", models["logits"], "--no-display", "--json")
-    assert result.returncode == 0, result.stderr
-    faces = [face for line in result.stdout.splitlines() for face in json.loads(line)["faces"]]
+def test_detect_image_reports_probabilities_for_a_logits_model(models, capfd):
+    assert detect_image.main(["--demo", "--model", str(models["logits"]), "--no-display", "--json"]) == 0
+    faces = [face for line in capfd.readouterr().out.splitlines() for face in json.loads(line)["faces"]]
     assert faces
     for face in faces:
         assert 0.5 <= face["probability"] <= 1.0, face  # was the raw logit, about 5.7
@@ -107,22 +108,19 @@ def test_detect_image_reports_probabilities_for_a_logits_model(models):
 
 def test_outputs_that_do_not_sum_to_one_are_refused(models):
     from mask_detection.errors import ModelError
-    from mask_detection.model import load_classifier
 
     with pytest.raises(ModelError) as err:
         load_classifier(models["sigmoid"])
     assert "does not output probabilities" in str(err.value) and "\n" not in str(err.value)
-    result = run_script("detect_image.py", "--demo", "--model", models["sigmoid"], "--no-display", "--json")
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "do not sum to 1" in lines[0]
+    with pytest.raises(ModelError, match="do not sum to 1"):
+        detect_image.main(["--demo", "--model", str(models["sigmoid"]), "--no-display", "--json"])
 
 
 def test_tflite_logits_model_gets_a_softmax_too(models, tmp_path):
     """The same check for LiteRT: a logits model converted to TFLite."""
     from mask_detection._tf import keras
+    from mask_detection.classifier import SoftmaxOverLogits, load_classifier, probe_images, softmax
     from mask_detection.export import convert
-    from mask_detection.model import load_classifier, probe_images, softmax
 
     model = keras().models.load_model(models["logits"], compile=False)
     path = tmp_path / "logits.tflite"
@@ -130,7 +128,94 @@ def test_tflite_logits_model_gets_a_softmax_too(models, tmp_path):
     (tmp_path / "logits.json").write_text((models["folder"] / "logits.json").read_text())
     warnings = []
     classifier = load_classifier(path, threads=1, warn=warnings.append)
-    assert classifier.backend == "litert" and len(warnings) == 1 and "outputs logits" in warnings[0]
+    assert isinstance(classifier, SoftmaxOverLogits) and classifier.inner.backend == "litert"
+    assert len(warnings) == 1 and "outputs logits" in warnings[0]
     images = probe_images(224)
-    np.testing.assert_allclose(classifier.predict(images), softmax(model(images, training=False).numpy()),
-                               atol=1e-5)
+    np.testing.assert_allclose(classifier.predict(images), softmax(model(images, training=False).numpy()), atol=1e-5)
+
+
+# ------------------------------------------------------------------ the default model: int8 export or .keras
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(tmp_path_factory):
+    """A real tiny .keras classifier and a real TFLite export of it, named and described as export_model.py
+    names and describes the int8 export (its metadata records the .keras file's sha256)."""
+    from mask_detection._tf import keras
+    from mask_detection.export import convert
+    from mask_detection.fileio import sha256_file
+
+    folder = tmp_path_factory.mktemp("pair")
+    keras_path = save_tiny_classifier(folder, name="mask_detector")
+    fast = folder / "mask_detector.int8.tflite"
+    fast.write_bytes(convert(keras().models.load_model(keras_path, compile=False), "none"))
+    meta = json.loads((folder / "mask_detector.json").read_text())
+    meta["exported_from"] = {"file": str(keras_path), "sha256": sha256_file(keras_path)}
+    (folder / "mask_detector.int8.json").write_text(json.dumps(meta))
+    return folder
+
+
+def user_models(tmp_path, tiny_pair, names):
+    """``models/`` in a fresh working directory ``tmp_path`` with copies of the named files of the pair."""
+    import shutil
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name in names:
+        shutil.copy(tiny_pair / name, folder / name)
+    return folder
+
+
+KERAS_FILES = ("mask_detector.keras", "mask_detector.json")
+EXPORT_FILES = ("mask_detector.int8.tflite", "mask_detector.int8.json")
+
+
+def test_int8_export_is_the_default_while_it_matches_its_keras_model(tiny_pair, tmp_path, monkeypatch):
+    from mask_detection.paths import SHIPPED_DIR
+
+    monkeypatch.chdir(tmp_path)
+    user_models(tmp_path, tiny_pair, KERAS_FILES + EXPORT_FILES)
+    warnings = []
+    classifier = load_classifier(threads=1, warn=warnings.append)
+    assert classifier.path == Path("models/mask_detector.int8.tflite")  # yours, not the shipped one
+    assert classifier.backend == "litert" and warnings == []
+    assert not str(classifier.path.resolve()).startswith(str(SHIPPED_DIR))
+
+
+def test_stale_int8_export_falls_back_to_the_keras_model_with_a_warning(tiny_pair, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = user_models(tmp_path, tiny_pair, KERAS_FILES + EXPORT_FILES)
+    save_tiny_classifier(folder, name="mask_detector", constant=(0.9, 0.1))  # retrained: the export is stale
+    warnings = []
+    classifier = load_classifier(warn=warnings.append)
+    assert classifier.path == Path("models/mask_detector.keras") and classifier.backend == "keras"
+    assert len(warnings) == 1 and "was not exported from the current models/mask_detector.keras" in warnings[0]
+    assert load_classifier().path == classifier.path  # no warn callback: no warning, same choice
+
+
+def test_export_without_a_record_of_its_source_is_not_trusted(tiny_pair, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = user_models(tmp_path, tiny_pair, KERAS_FILES + EXPORT_FILES)
+    meta = json.loads((folder / "mask_detector.int8.json").read_text())
+    del meta["exported_from"]
+    (folder / "mask_detector.int8.json").write_text(json.dumps(meta))
+    warnings = []
+    assert load_classifier(warn=warnings.append).path == Path("models/mask_detector.keras") and len(warnings) == 1
+
+
+def test_a_folder_with_only_the_export_uses_it(tiny_pair, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    user_models(tmp_path, tiny_pair, EXPORT_FILES)
+    warnings = []
+    classifier = load_classifier(threads=1, warn=warnings.append)
+    assert classifier.path == Path("models/mask_detector.int8.tflite") and warnings == []
+
+
+def test_without_models_in_the_working_directory_the_shipped_export_is_used(tmp_path, monkeypatch):
+    from mask_detection.classifier import default_model_path
+    from mask_detection.paths import SHIPPED_DIR, fast_export_in
+
+    monkeypatch.chdir(tmp_path)
+    warnings = []
+    # The shipped int8 export was made from the shipped .keras model: it is the default.
+    assert default_model_path(warn=warnings.append) == fast_export_in(SHIPPED_DIR) and warnings == []

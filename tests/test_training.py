@@ -9,15 +9,17 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import REPO, run_script, small_disk
+
+from mask_detection.commands import train as train_command
+from mask_detection.errors import MaskDetectionError
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def make_arrays(path, n_per_class=8, size=224, seed=0):
     """A tiny two-class arrays file: class 0 bluish with a bright band, class 1 reddish with a dark band."""
-    from mask_detection.dataset import save_arrays
+    from mask_detection.arrays import save_arrays
 
     rng = np.random.default_rng(seed)
     images, labels, hashes = [], [], []
@@ -50,14 +52,22 @@ def tiny_arrays(tmp_path_factory):
 
 def test_resnet50_random_weights_trains_saves_and_reloads(tiny_arrays, tmp_path):
     from mask_detection._tf import keras
-    from mask_detection.model import load_classifier
+    from mask_detection.classifier import load_classifier
     from mask_detection.training import TrainConfig, output_paths, train
 
     data, arrays = tiny_arrays
     out = tmp_path / "models" / "m.keras"
-    config = TrainConfig(data=str(data), backbone="resnet50", weights=None, epochs=3, augment_views=1,
-                         out=str(out), cache_dir=False, progress=False)
-    meta = train(config, log=lambda *a: None)
+    config = TrainConfig(
+        data=str(data),
+        backbone="resnet50",
+        weights=None,
+        epochs=3,
+        augment_views=1,
+        out=str(out),
+        cache_dir=False,
+        progress=False,
+    )
+    meta = train(config).metadata
 
     paths = output_paths(out)
     for p in paths.values():
@@ -94,25 +104,38 @@ def test_resnet50_random_weights_trains_saves_and_reloads(tiny_arrays, tmp_path)
     assert classifier.class_names == ["with_mask", "without_mask"]
 
 
-def test_efficientnet_lite0_cli_learns_and_uses_feature_cache(tiny_arrays, tmp_path):
+def test_efficientnet_lite0_cli_learns_and_uses_feature_cache(tiny_arrays, tmp_path, capfd):
     data, arrays = tiny_arrays
     out = tmp_path / "lite.keras"
     cache = tmp_path / "cache"
     # The converted LiteRT backbone, as on a real dataset (auto mode picks it from 1000 images on).
-    args = ["--data", str(data), "--backbone", "efficientnet_lite0", "--epochs", "30", "--augment-views", "1",
-            "--cache-dir", str(cache), "--out", str(out), "--feature-engine", "litert"]
-    first = run_script("train_model.py", *args)
-    assert first.returncode == 0, first.stderr
-    assert "precision" in first.stdout and "test accuracy" in first.stdout  # sklearn's report on the terminal
+    args = [
+        "--data",
+        str(data),
+        "--backbone",
+        "efficientnet_lite0",
+        "--epochs",
+        "30",
+        "--augment-views",
+        "1",
+        "--cache-dir",
+        str(cache),
+        "--out",
+        str(out),
+        "--feature-engine",
+        "litert",
+    ]
+    assert train_command.main(args) == 0
+    first = capfd.readouterr().out
+    assert "precision" in first and "test accuracy" in first  # sklearn's report on the terminal
     assert len(list(cache.glob("efficientnet_lite0-*.npz"))) == 1
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["features_from"] == "LiteRT"
     assert meta["test"]["accuracy"] == 1.0  # two trivially separable classes, ImageNet features
     assert meta["weights"].startswith("efficientnet_lite0:")
 
-    second = run_script("train_model.py", *args)
-    assert second.returncode == 0, second.stderr
-    assert "from cache" in second.stdout
+    assert train_command.main(args) == 0
+    assert "from cache" in capfd.readouterr().out
     second_meta = json.loads(out.with_suffix(".json").read_text())
     assert second_meta["features_from"] == "cache" and second_meta["test"] == meta["test"]
 
@@ -145,8 +168,9 @@ def test_litert_feature_engine_matches_tensorflow():
     assert got.shape == (8, 8) and got.dtype == np.float32
     np.testing.assert_allclose(got, expected[4:], rtol=1e-4, atol=1e-5)
     # Few images: the conversion would cost more than it saves.
-    assert feature_function(extractor, "auto", FAST_ENGINE_MIN_IMAGES - 1, images[:4], messages.append)[1] == \
-        "TensorFlow"
+    assert (
+        feature_function(extractor, "auto", FAST_ENGINE_MIN_IMAGES - 1, images[:4], messages.append)[1] == "TensorFlow"
+    )
 
 
 def test_features_agree_rejects_different_features():
@@ -158,30 +182,40 @@ def test_features_agree_rejects_different_features():
     assert not features_agree(reference[:, :8], reference)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--data", "missing.npz"], "missing.npz"),
-    (["--out", "model.h5"], ".keras"),
-])
-def test_cli_errors_are_one_line(tmp_path, tiny_arrays, args, message):
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "missing.npz"], "arrays file not found: missing.npz"),
+        (["--out", "model.h5"], "the model file model.h5 must have a name ending in .keras"),
+    ],
+)
+def test_command_errors_are_one_line(tmp_path, tiny_arrays, args, message, monkeypatch):
     data, _ = tiny_arrays
+    monkeypatch.chdir(tmp_path)
     full = ["--data", str(data), "--random-weights", "--out", str(tmp_path / "m.keras")] + args
-    result = run_script("train_model.py", *full, cwd=tmp_path)
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and message in lines[0], result.stderr
+    with pytest.raises(MaskDetectionError) as error:
+        train_command.main(full)
+    assert message in str(error.value) and "\n" not in str(error.value)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_resnet50_without_network_or_file_names_both_remedies(tiny_arrays, tmp_path):
     data, _ = tiny_arrays
     closed = "http://127.0.0.1:9"
-    env = {"KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": closed, "HTTP_PROXY": closed,
-           "https_proxy": closed, "http_proxy": closed}
-    result = run_script("train_model.py", "--data", str(data), "--epochs", "1", "--out",
-                        str(tmp_path / "m.keras"), env=env)
+    env = {
+        "KERAS_HOME": str(tmp_path / "keras"),
+        "HTTPS_PROXY": closed,
+        "HTTP_PROXY": closed,
+        "https_proxy": closed,
+        "http_proxy": closed,
+    }
+    result = run_script(
+        "train_model.py", "--data", str(data), "--epochs", "1", "--out", str(tmp_path / "m.keras"), env=env
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert "--weights" in result.stderr and "internet" in result.stderr.lower()
+    assert "as the weights file" in result.stderr and "internet" in result.stderr.lower()
+    assert "efficientnet_lite0 backbone" in result.stderr
     assert not (tmp_path / "m.keras").exists()
 
 
@@ -192,9 +226,28 @@ def test_interrupt_leaves_existing_model_untouched(tiny_arrays, tmp_path):
     out.with_suffix(".json").write_text("{}")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, str(REPO / "train_model.py"), "--data", str(data), "--random-weights",
-         "--epochs", "100000", "--patience", "100000", "--augment-views", "0", "--no-cache", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+        [
+            sys.executable,
+            str(REPO / "train_model.py"),
+            "--data",
+            str(data),
+            "--random-weights",
+            "--epochs",
+            "100000",
+            "--patience",
+            "100000",
+            "--augment-views",
+            "0",
+            "--no-cache",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     deadline = time.time() + 240
     seen = []
     for line in proc.stdout:
@@ -226,8 +279,19 @@ def test_feature_cache_key_follows_the_pixels(tiny_arrays):
 
 # ------------------------------------------------------------------ issue 9: nothing lost, nothing crashes
 
-TINY_RUN = ["--random-weights", "--backbone", "efficientnet_lite0", "--epochs", "1", "--augment-views", "0",
-            "--feature-engine", "tensorflow", "--no-cache", "--quiet"]
+TINY_RUN = [
+    "--random-weights",
+    "--backbone",
+    "efficientnet_lite0",
+    "--epochs",
+    "1",
+    "--augment-views",
+    "0",
+    "--feature-engine",
+    "tensorflow",
+    "--no-cache",
+    "--quiet",
+]
 OUTPUT_NAMES = ("m.keras", "m.json", "m_split.json", "m_training.png", "m_confusion.png")
 
 
@@ -254,6 +318,7 @@ def _ignore_sigxfsz_and_limit(limit):
         # Writes past the limit fail with EFBIG ("File too large") instead of killing the process.
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return limit_file_size
 
 
@@ -264,9 +329,21 @@ def test_full_disk_while_saving_keeps_every_old_file(tiny_arrays, tmp_path):
     folder = tmp_path / "models"
     old = make_old_model_files(folder)
     result = subprocess.run(
-        [sys.executable, str(REPO / "train_model.py"), "--data", str(data), *TINY_RUN,
-         "--out", str(folder / "m.keras")],
-        capture_output=True, text=True, cwd=REPO, timeout=300, preexec_fn=_ignore_sigxfsz_and_limit(1_000_000))
+        [
+            sys.executable,
+            str(REPO / "train_model.py"),
+            "--data",
+            str(data),
+            *TINY_RUN,
+            "--out",
+            str(folder / "m.keras"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        preexec_fn=_ignore_sigxfsz_and_limit(1_000_000),
+    )
     assert result.returncode == 2, result.stderr
     assert error_line(result) == f"error: cannot write {folder / 'm.keras'}: File too large"
     assert sorted(p.name for p in folder.iterdir()) == sorted(OUTPUT_NAMES)  # no temporary file left
@@ -292,9 +369,21 @@ def test_sigterm_while_saving_leaves_all_old_files_or_all_new(tiny_arrays, tmp_p
     data, _ = tiny_arrays
     folder = tmp_path / "models"
     old = make_old_model_files(folder)
-    proc = subprocess.Popen([sys.executable, str(REPO / "train_model.py"), "--data", str(data), *TINY_RUN,
-                             "--out", str(folder / "m.keras")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "train_model.py"),
+            "--data",
+            str(data),
+            *TINY_RUN,
+            "--out",
+            str(folder / "m.keras"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     deadline = time.time() + 240
     while proc.poll() is None and time.time() < deadline:
         if any(p.name.startswith(".m.tmp-") and p.name.endswith(".keras") for p in folder.iterdir()):
@@ -309,15 +398,14 @@ def test_sigterm_while_saving_leaves_all_old_files_or_all_new(tiny_arrays, tmp_p
     assert unchanged in ([], list(OUTPUT_NAMES)), f"a mix of old and new files: {unchanged} kept"
 
 
-def test_unwritable_output_fails_before_training(tiny_arrays, tmp_path):
+def test_unwritable_output_fails_before_training(tiny_arrays, tmp_path, capfd):
     data, _ = tiny_arrays
     blocker = tmp_path / "file"
     blocker.write_text("a regular file, not a folder")
-    result = run_script("train_model.py", "--data", data, *TINY_RUN[:-1], "--out", blocker / "m.keras")
-    assert result.returncode == 2
-    line = error_line(result)
-    assert line.startswith(f"error: cannot write {blocker / 'm.keras'}") and "not a folder" in line
-    assert result.stdout == ""  # refused before loading the data, let alone training
+    with pytest.raises(MaskDetectionError) as error:
+        train_command.main(["--data", str(data), *TINY_RUN[:-1], "--out", str(blocker / "m.keras")])
+    assert str(error.value).startswith(f"cannot write {blocker / 'm.keras'}") and "not a folder" in str(error.value)
+    assert capfd.readouterr().out == ""  # refused before loading the data, let alone training
 
 
 def test_outputs_never_replace_the_training_data(tiny_arrays, tmp_path):
@@ -329,29 +417,38 @@ def test_outputs_never_replace_the_training_data(tiny_arrays, tmp_path):
     inputs = tmp_path / "m_split.json"
     shutil.copy(data, inputs)
     before = inputs.read_bytes()
-    result = run_script("train_model.py", "--data", inputs, *TINY_RUN, "--out", tmp_path / "m.keras")
-    assert result.returncode == 2
-    assert error_line(result) == f"error: refusing to write {inputs}: it is one of this run's inputs"
+    with pytest.raises(MaskDetectionError) as error:
+        train_command.main(["--data", str(inputs), *TINY_RUN, "--out", str(tmp_path / "m.keras")])
+    assert str(error.value) == f"refusing to write {inputs}: it is one of this run's inputs"
     assert inputs.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m_split.json"]
 
 
 def save_custom_arrays(path, images, labels):
-    from mask_detection.dataset import save_arrays
+    from mask_detection.arrays import save_arrays
 
     n = len(labels)
-    save_arrays(path, {"images": images, "labels": np.asarray(labels, np.int32),
-                       "class_names": np.array(["with_mask", "without_mask"]),
-                       "paths": np.array([f"{i}.png" for i in range(n)], dtype=str).reshape(n),
-                       "hashes": np.array([f"{i}".ljust(64, "0") for i in range(n)], dtype=str).reshape(n)})
+    save_arrays(
+        path,
+        {
+            "images": images,
+            "labels": np.asarray(labels, np.int32),
+            "class_names": np.array(["with_mask", "without_mask"]),
+            "paths": np.array([f"{i}.png" for i in range(n)], dtype=str).reshape(n),
+            "hashes": np.array([f"{i}".ljust(64, "0") for i in range(n)], dtype=str).reshape(n),
+        },
+    )
     return path
 
 
-@pytest.mark.parametrize("case, message", [
-    ("empty", "holds no images"),
-    ("small", "holds 64x64 images, but the classifier takes 224x224 images: make the arrays file with loader.py"),
-    ("one_class", "has no images of class without_mask"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("empty", "holds no images"),
+        ("small", "holds 64x64 images, but the classifier takes 224x224 images: make the arrays file with loader.py"),
+        ("one_class", "has no images of class without_mask"),
+    ],
+)
 def test_unusable_arrays_are_one_clear_error(tmp_path, case, message):
     path = tmp_path / f"{case}.npz"
     if case == "empty":
@@ -361,50 +458,195 @@ def test_unusable_arrays_are_one_clear_error(tmp_path, case, message):
     else:
         arrays = make_arrays(path, n_per_class=6)
         save_custom_arrays(path, arrays["images"], np.zeros(12))  # every image labelled with_mask
-    result = run_script("train_model.py", "--data", path, *TINY_RUN, "--out", tmp_path / "m.keras")
-    assert result.returncode == 2
-    assert message in error_line(result)
-    assert not (tmp_path / "m.keras").exists() and "test accuracy" not in result.stdout
+    with pytest.raises(MaskDetectionError) as error:
+        train_command.main(["--data", str(path), *TINY_RUN, "--out", str(tmp_path / "m.keras")])
+    assert message in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "m.keras").exists()
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
-def test_non_finite_learning_rate_is_refused(tiny_arrays, tmp_path, value):
-    from mask_detection.errors import MaskDetectionError
+def test_non_finite_learning_rate_is_refused(tiny_arrays, tmp_path, value, capsys):
     from mask_detection.training import TrainConfig, train
 
     data, _ = tiny_arrays
-    result = run_script("train_model.py", "--data", data, *TINY_RUN, "--learning-rate", value,
-                        "--out", tmp_path / "m.keras")
-    assert result.returncode == 2
-    assert "--learning-rate" in error_line(result)
+    with pytest.raises(SystemExit) as exited:
+        train_command.main(
+            ["--data", str(data), *TINY_RUN, "--learning-rate", value, "--out", str(tmp_path / "m.keras")]
+        )
+    assert exited.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--learning-rate" in lines[0]
     # Library callers get the same refusal, before any work.
-    config = TrainConfig(data=str(data), weights=None, learning_rate=float(value), out=str(tmp_path / "m.keras"),
-                         cache_dir=False, progress=False)
+    config = TrainConfig(
+        data=str(data), weights=None, learning_rate=float(value), out=str(tmp_path / "m.keras"), cache_dir=False
+    )
     with pytest.raises(MaskDetectionError, match="learning_rate must be a finite positive number"):
-        train(config, log=lambda *a: None)
+        train(config)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_feature_cache_problems_only_warn(tiny_arrays, tmp_path):
+def test_feature_cache_problems_only_warn(tiny_arrays, tmp_path, capfd):
     """The cache is optional: an unwritable cache folder is a warning (on stderr, even with --quiet) and a
     damaged cache entry is computed again."""
     data, _ = tiny_arrays
-    run = ["--data", data, "--backbone", "efficientnet_lite0", "--epochs", "1", "--augment-views", "0",
-           "--feature-engine", "tensorflow", "--quiet", "--out", tmp_path / "m.keras"]
+    run = [
+        "--data",
+        str(data),
+        "--backbone",
+        "efficientnet_lite0",
+        "--epochs",
+        "1",
+        "--augment-views",
+        "0",
+        "--feature-engine",
+        "tensorflow",
+        "--quiet",
+        "--out",
+        str(tmp_path / "m.keras"),
+    ]
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    unwritable = run_script("train_model.py", *run, "--cache-dir", blocker / "cache")
-    assert unwritable.returncode == 0, unwritable.stderr
-    assert unwritable.stderr == (f"warning: feature cache not written: cannot write {blocker / 'cache'}: {blocker} "
-                                 "is not a folder\n")
+    assert train_command.main([*run, "--cache-dir", str(blocker / "cache")]) == 0
+    unwritable = capfd.readouterr()
+    assert unwritable.err == (
+        f"warning: feature cache not written: cannot write {blocker / 'cache'}: {blocker} is not a folder\n"
+    )
+    assert unwritable.out == ""  # --quiet
     assert (tmp_path / "m.keras").is_file()
 
     cache = tmp_path / "cache"
-    assert run_script("train_model.py", *run, "--cache-dir", cache).returncode == 0
+    assert train_command.main([*run, "--cache-dir", str(cache)]) == 0
     (entry,) = cache.glob("efficientnet_lite0-*.npz")
     entry.write_bytes(entry.read_bytes()[:1000])  # truncated, e.g. by a crash of another tool
-    again = run_script("train_model.py", *run[:-2], "--cache-dir", cache, "--out", tmp_path / "again.keras")
-    assert again.returncode == 0, again.stderr
+    assert train_command.main([*run[:-2], "--cache-dir", str(cache), "--out", str(tmp_path / "again.keras")]) == 0
     assert json.loads((tmp_path / "again.json").read_text())["features_from"] == "TensorFlow"
     with np.load(entry) as rewritten:  # and the entry is whole again
         assert rewritten["base"].shape[0] == 16
+
+
+# ------------------------------------------------------------------ issue 10: the invariants, pinned
+
+
+def test_split_is_70_15_15_stratified_and_fixed_by_its_seed():
+    from mask_detection.training import TrainConfig, split_indices
+
+    config = TrainConfig()
+    labels = np.array([0] * 60 + [1] * 140)  # 30% / 70%
+    split = split_indices(labels, config.seed, config.val_fraction, config.test_fraction, 2)
+    sizes = {name: len(idx) for name, idx in split.items()}
+    assert sizes == {"train": 140, "validation": 30, "test": 30}
+    for name, idx in split.items():
+        # Each split keeps the classes' proportions (stratified), to the image.
+        assert np.bincount(labels[idx], minlength=2).tolist() == [round(0.3 * sizes[name]), round(0.7 * sizes[name])], (
+            name
+        )
+    everything = np.concatenate(list(split.values()))
+    assert len(everything) == len(set(everything.tolist())) == len(labels)  # no overlap, nothing lost
+    again = split_indices(labels, config.seed, config.val_fraction, config.test_fraction, 2)
+    assert all(np.array_equal(split[name], again[name]) for name in split)
+    other = split_indices(labels, config.seed + 1, config.val_fraction, config.test_fraction, 2)
+    assert not np.array_equal(split["test"], other["test"])
+    assert not np.array_equal(split["validation"], other["validation"])
+    # The exact split of a seed is part of reproducing a model (README): both draws follow the seed.
+    seven = split_indices(labels, 7, config.val_fraction, config.test_fraction, 2)
+    assert seven["validation"].tolist() == [
+        7,
+        14,
+        15,
+        18,
+        33,
+        35,
+        43,
+        49,
+        53,
+        60,
+        61,
+        62,
+        73,
+        78,
+        85,
+        88,
+        103,
+        112,
+        117,
+        123,
+        131,
+        149,
+        161,
+        162,
+        165,
+        173,
+        178,
+        188,
+        189,
+        193,
+    ]
+    assert seven["test"].tolist() == [
+        3,
+        4,
+        19,
+        23,
+        25,
+        28,
+        39,
+        47,
+        54,
+        64,
+        72,
+        76,
+        79,
+        81,
+        90,
+        93,
+        107,
+        118,
+        127,
+        133,
+        135,
+        143,
+        153,
+        167,
+        179,
+        183,
+        187,
+        197,
+        198,
+        199,
+    ]
+
+
+def test_early_stopping_saves_the_best_epochs_weights(tmp_path):
+    """Labels that do not follow the pictures: the head learns the training images by heart and the validation
+    loss goes up again. Training stops, and the model saved is the best epoch's (its validation loss is the
+    history's minimum, not the last epoch's)."""
+    from mask_detection._tf import keras
+    from mask_detection.classifier import load_keras_model
+    from mask_detection.training import TrainConfig, split_indices, train
+
+    images = make_arrays(tmp_path / "separable.npz", n_per_class=14)["images"]
+    labels = np.random.default_rng(5).permutation(np.arange(len(images)) % 2)
+    data = save_custom_arrays(tmp_path / "arrays.npz", images, labels)
+    arrays = {"images": images, "labels": labels}
+    config = TrainConfig(
+        data=str(data),
+        backbone="efficientnet_lite0",
+        epochs=60,
+        patience=3,
+        learning_rate=3e-3,
+        augment_views=0,
+        feature_engine="tensorflow",
+        out=str(tmp_path / "m.keras"),
+        cache_dir=False,
+    )
+    meta = train(config).metadata
+    val_loss = meta["history"]["val_loss"]
+    best = int(np.argmin(val_loss))
+    assert meta["epochs"]["best"] == best + 1 < meta["epochs"]["run"] == best + 1 + config.patience
+    assert val_loss[-1] > val_loss[best] * 1.01  # the last epoch is measurably worse
+
+    split = split_indices(arrays["labels"], config.seed, config.val_fraction, config.test_fraction, 2)
+    model = load_keras_model(tmp_path / "m.keras")
+    probs = model(arrays["images"][split["validation"]], training=False).numpy()
+    onehot = np.eye(2, dtype=np.float32)[arrays["labels"][split["validation"]]]
+    saved_loss = float(keras().losses.categorical_crossentropy(onehot, probs).numpy().mean())
+    assert saved_loss == pytest.approx(val_loss[best], rel=1e-3, abs=1e-5)

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, run_script
 from detect_support import count_frames, make_face_video
 
@@ -86,18 +85,25 @@ def test_dead_display_runs_without_a_window_and_keeps_the_video(tmp_path):
     out = tmp_path / "o.mp4"
     env = {k: v for k, v in os.environ.items() if k not in ("WAYLAND_DISPLAY", "DISPLAY")}
     env["DISPLAY"] = f":{n}"
-    result = subprocess.run([sys.executable, str(REPO / "detect_webcam.py"), "--video", str(video), "--output",
-                             str(out)], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "detect_webcam.py"), "--video", str(video), "--output", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and f"DISPLAY=:{n} does not answer" in warnings[0], result.stderr
     assert count_frames(out) == 8
 
 
-@pytest.mark.parametrize("form", [":{n}", ":{n}.0", "unix:{n}", "localhost:{n}", "127.0.0.1:{n}.0",
-                                  "tcp/localhost:{n}", "not-a-display"])
+@pytest.mark.parametrize(
+    "form", [":{n}", ":{n}.0", "unix:{n}", "localhost:{n}", "127.0.0.1:{n}.0", "tcp/localhost:{n}", "not-a-display"]
+)
 def test_display_forms_that_name_no_server(monkeypatch, form):
-    from mask_detection.video import display_available
+    from mask_detection.video_io import display_available
 
     value = form.format(n=free_display_number())
     monkeypatch.setenv("DISPLAY", value)
@@ -109,7 +115,7 @@ def test_display_forms_that_name_no_server(monkeypatch, form):
 
 def test_wayland_alone_is_not_enough(monkeypatch):
     """opencv-python's Qt opens windows through xcb (X11), so a Wayland session without Xwayland has none."""
-    from mask_detection.video import display_available
+    from mask_detection.video_io import display_available
 
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
@@ -117,12 +123,13 @@ def test_wayland_alone_is_not_enough(monkeypatch):
     assert not available and "DISPLAY" in why
 
 
-@pytest.mark.parametrize("reply, expected", [(b"\x01", True), (b"\x00", True), (None, False)],
-                         ids=["accepted", "auth-refused", "silent"])
+@pytest.mark.parametrize(
+    "reply, expected", [(b"\x01", True), (b"\x00", True), (None, False)], ids=["accepted", "auth-refused", "silent"]
+)
 def test_x11_handshake_against_a_listening_server(monkeypatch, reply, expected):
     """Any reply to the X11 setup is a live server (Qt brings the auth cookie itself); one that accepts the
     connection but never answers (a hung forwarder) is not, and the check gives up after about a second."""
-    from mask_detection.video import display_available
+    from mask_detection.video_io import display_available
 
     n, thread, received = fake_x_server(reply)
     monkeypatch.setenv("DISPLAY", f"127.0.0.1:{n}")
@@ -141,8 +148,11 @@ def xvfb():
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed (apt-get install xvfb)")
     n = free_display_number(start=57)
-    proc = subprocess.Popen(["Xvfb", f":{n}", "-nolisten", "tcp", "-screen", "0", "640x480x24"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["Xvfb", f":{n}", "-nolisten", "tcp", "-screen", "0", "640x480x24"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while not Path(f"/tmp/.X11-unix/X{n}").exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -155,14 +165,20 @@ def xvfb():
 
 
 def test_live_x_server_is_available_and_gets_a_window(tmp_path, monkeypatch, xvfb):
-    from mask_detection.video import display_available
+    from mask_detection.video_io import display_available
 
     monkeypatch.setenv("DISPLAY", f":{xvfb}")
     assert display_available() == (True, "")
     video = tmp_path / "v.mp4"
     make_face_video(video, frames=4, fps=8.0, size=(320, 280))
-    result = run_script("detect_webcam.py", "--video", video, "--output", tmp_path / "o.mp4",
-                        env={"DISPLAY": f":{xvfb}", "QT_QPA_PLATFORM": "xcb"})
+    result = run_script(
+        "detect_webcam.py",
+        "--video",
+        video,
+        "--output",
+        tmp_path / "o.mp4",
+        env={"DISPLAY": f":{xvfb}", "QT_QPA_PLATFORM": "xcb"},
+    )
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr  # a window was opened, no fallback
     assert count_frames(tmp_path / "o.mp4") == 4

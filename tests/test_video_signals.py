@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 from detect_support import count_frames, make_face_video
 
@@ -22,8 +21,16 @@ def long_video(tmp_path_factory):
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["TERM", "HUP"])
 def test_terminating_signal_finalises_the_video(tmp_path, long_video, signum, code):
     out = tmp_path / "partial.mp4"
-    cmd = [sys.executable, str(REPO / "detect_webcam.py"), "--video", str(long_video), "--no-display", "--json",
-           "--output", str(out)]
+    cmd = [
+        sys.executable,
+        str(REPO / "detect_webcam.py"),
+        "--video",
+        str(long_video),
+        "--no-display",
+        "--json",
+        "--output",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         first = proc.stdout.readline()  # processing is under way
@@ -51,14 +58,13 @@ def test_a_signal_before_the_loop_leaves_nothing(tmp_path, long_video):
     out = tmp_path / "o.mp4"
     code = (
         "import os, signal, sys\n"
-        "from mask_detection import cli, pipeline\n"
-        "real = pipeline.load_pipeline\n"
+        "from mask_detection.commands import common as cli, detect_webcam\n"
+        "real = detect_webcam.load_pipeline\n"
         "def slow(*a, **k):\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"
         "    return real(*a, **k)\n"
-        "pipeline.load_pipeline = slow\n"
+        "detect_webcam.load_pipeline = slow\n"
         "sys.argv[0] = 'detect_webcam.py'\n"
-        "import detect_webcam\n"
         f"cli.run(detect_webcam.main, ['--video', {str(long_video)!r}, '--output', {str(out)!r}, '--no-display'])\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)

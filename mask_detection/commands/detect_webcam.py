@@ -1,7 +1,9 @@
 """Live mask detection on a camera, a video file or a stream.
 
-python detect_webcam.py                                      # camera 0, window with boxes, FPS and counts
+python detect_webcam.py                                      # camera 0, window: people, verdicts, counts, alert
+python detect_webcam.py --video in.mp4 --no-display --events events.jsonl --snapshots snapshots/
 python detect_webcam.py --video in.mp4 --output out.mp4 --no-display --json > frames.jsonl
+python detect_webcam.py --video in.mp4 --per-frame --json    # every face of every frame on its own (as before)
 """
 
 import argparse
@@ -9,12 +11,15 @@ import json
 import signal
 import sys
 import time
+from pathlib import Path
 
 from ..classes import class_info
-from ..errors import TERMINATING_SIGNALS
-from ..fileio import display_path
+from ..errors import TERMINATING_SIGNALS, OutputError
+from ..events import EventWriter, SnapshotWriter, event_record
+from ..fileio import check_writable, display_path, refuse_overwriting_inputs, same_file
+from ..people import PeoplePipeline, PersonEvent, TrackingConfig
 from ..pipeline import MaskPipeline, load_pipeline
-from ..stream import StreamTally, process_stream
+from ..stream import FrameResult, StreamTally, process_stream
 from ..video_io import (
     MAX_CAMERA_INDEX,
     FileSource,
@@ -40,23 +45,47 @@ def camera_index(text: str) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    config = TrackingConfig()
     parser = cli.ArgumentParser(
         description=(
-            "Detect faces and classify mask / no mask on every frame of a camera, video file or stream URL, "
-            "with a live overlay (boxes, labels, FPS, counts of faces, mask and no mask). q or Esc quits, "
-            "Ctrl-C too. A camera is read on its own thread (the newest frame is processed); a video file "
-            "is processed frame by frame, none dropped."
+            "Detect faces on a camera, video file or stream URL, follow each face from frame to frame and "
+            "give each person one mask / no mask verdict built from all the views of their face, with a live "
+            "overlay (boxes with track numbers and verdicts, people counted by verdict, FPS, and a red alert "
+            "banner while a person without a mask is in view). q or Esc quits, Ctrl-C too. A camera is read "
+            "on its own thread (the newest frame is processed); a video file is processed frame by frame, "
+            "none dropped."
         ),
         epilog=(
+            "Tracked mode (the default): the face detector runs on every frame; a face is classified when "
+            "its track is new, when it shows a clearly larger view, or every few frames, and the results are "
+            "fused into the person's verdict, so labels do not flicker from frame to frame. A face counts as "
+            f"a person once seen in {config.min_frames} frames; it keeps its track while hidden for up to "
+            f"{config.max_missing_seconds:g} s (someone walking in front, missed detections); a hard scene cut "
+            "ends every track. A verdict is settled after a few classifications and changes afterwards only on "
+            "strong evidence held over several classifications (a person who lowers the mask). "
             'JSON Lines (--json), one object per frame: {"frame": I, "time": SECONDS, "faces": [{"box": '
-            '[x, y, w, h], "score": S, "label": CLASS, "probability": P}]} (time: position in a video file, '
-            "seconds since start for a camera or stream; frame: the index among the frames processed, which "
-            "are the --output video's frames). Damaged frames of a video file are skipped and reading goes "
-            "on. A summary is printed at the end (on stderr with --json). Ctrl-C, SIGTERM and SIGHUP finish "
-            "the current frame, finalise --output and print the summary. Exit status: 0 done (also after "
-            "Ctrl-C), 1 the stream broke off mid-way or frames of the video could not be decoded (output "
-            "kept), 2 nothing could be processed (camera or video cannot be opened, bad model, unwritable "
-            "--output or --output naming the input video), 143 / 129 stopped by SIGTERM / SIGHUP."
+            '[x, y, w, h], "score": S, "label": CLASS, "probability": P, "track": ID, "settled": BOOL}]} '
+            "(time: position in a video file, seconds since start for a camera or stream; frame: the index "
+            "among the frames processed, which are the --output video's frames; track: the person's number, "
+            "unique within the run; label and probability: the person's current verdict, settled: false "
+            "while it is only the best estimate so far; a face appears from its second frame on, once its "
+            'track is confirmed). Events (--events), one JSON object a line: {"event": "verdict", "track": '
+            'ID, "frame": I, "time": SECONDS, "label": CLASS, "probability": P, "box": [x, y, w, h], '
+            '"snapshot": PATH} once per person when the verdict is settled (at the latest when they leave) '
+            'and again if it changes; {"event": "leave", "track": ID, "frame": I, "time": SECONDS, "label": '
+            'CLASS, "probability": P, "first_frame": I, "frames": N} when the track ends (the frame at which '
+            "it ended; frames: those the person was seen in), for every person still in view also at the end, "
+            "on q, Ctrl-C and SIGTERM. --snapshots saves each person's best view of the face as "
+            "DIR/track-000007.jpg, named in the verdict events (a folder that fills up or cannot be written: "
+            "one warning, the run goes on). --per-frame: every face of every frame classified on its own, no "
+            "tracks, no events (the JSON then has no track and settled keys). Damaged frames of a video file "
+            "are skipped and reading goes on. A summary is printed at the end (on stderr with --json or "
+            "--events -): people by verdict (faces seen, with --per-frame). Ctrl-C, SIGTERM and SIGHUP "
+            "finish the current frame, write the leave events, finalise --output and print the summary. "
+            "Exit status: 0 done (also after Ctrl-C), 1 the stream broke off mid-way or frames of the video "
+            "could not be decoded (output kept), 2 nothing could be processed (camera or video cannot be "
+            "opened, bad model, an output that cannot be written or names the input video), 143 / 129 "
+            "stopped by SIGTERM / SIGHUP."
         ),
     )
     source = parser.add_mutually_exclusive_group()
@@ -70,8 +99,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-display", action="store_true", help="never open a window")
     parser.add_argument("--max-frames", type=cli.positive_int, metavar="N", help="stop after N frames")
     parser.add_argument("--json", action="store_true", help="JSON Lines on stdout, one object per frame")
+    parser.add_argument(
+        "--events",
+        metavar="PATH",
+        help="write person events (verdict, leave) as JSON Lines to PATH, flushed line by line so another "
+        "program can follow it; - is stdout (not with --json)",
+    )
+    parser.add_argument(
+        "--snapshots",
+        metavar="DIR",
+        help="save each person's best view of the face in DIR (track-000007.jpg), named in the events",
+    )
+    parser.add_argument(
+        "--per-frame",
+        action="store_true",
+        help="classify every face of every frame on its own, as before tracking: no tracks, verdicts, people "
+        "counts or events",
+    )
     cli.add_pipeline_options(parser, photos=False)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.events == "-" and args.json:
+        parser.error("--events - and --json both write to stdout: give --events a file, or leave out --json")
+    if args.per_frame and (args.events is not None or args.snapshots is not None):
+        parser.error("--events and --snapshots need tracked mode: leave out --per-frame")
+    return args
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every output can be written and none is an input or another output; before the slow model load, creating
+    nothing."""
+    if args.output is not None:
+        check_output(args.output, args.video)
+    inputs = [args.video] if args.video is not None and "://" not in args.video else []
+    if args.events not in (None, "-"):
+        refuse_overwriting_inputs([args.events], inputs)
+        if args.output is not None and same_file(args.events, args.output):
+            raise OutputError(f"refusing to write {display_path(args.events)}: it is also the --output video")
+        check_writable(args.events)
+    if args.snapshots is not None:
+        refuse_overwriting_inputs([args.snapshots], inputs)
+        SnapshotWriter.check(args.snapshots)
 
 
 def wants_window(args: argparse.Namespace) -> bool:
@@ -104,10 +171,40 @@ def open_run(args: argparse.Namespace) -> tuple[FileSource | LiveSource, MaskPip
     return source, pipeline, writer
 
 
-def summary_line(tally: StreamTally, class_names: list[str], seconds: float) -> str:
-    per_class = ", ".join(f"{class_info(name).display.lower()} {tally.counts.get(name, 0)}" for name in class_names)
+def summary_line(
+    tally: StreamTally, class_names: list[str], seconds: float, people: PeoplePipeline | None = None
+) -> str:
+    """Tracked: "summary: 661 frames, 23 people (mask 19, no mask 4), mean 31.0 FPS"; per frame: faces seen."""
+    if people is None:
+        counts, what = tally.counts, f"{tally.faces} faces seen"
+    else:
+        counts, n = people.people_counts, people.people
+        what = f"{n} {'person' if n == 1 else 'people'}"
+    per_class = ", ".join(f"{class_info(name).display.lower()} {counts.get(name, 0)}" for name in class_names)
     fps = tally.frames / seconds if seconds > 0 else 0.0
-    return f"summary: {tally.frames} frames, {tally.faces} faces seen ({per_class}), mean {fps:.1f} FPS"
+    return f"summary: {tally.frames} frames, {what} ({per_class}), mean {fps:.1f} FPS"
+
+
+class EventLog:
+    """Where person events go: the --events JSON Lines (with snapshot paths) and the --snapshots pictures."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.snapshots = SnapshotWriter(args.snapshots, cli.warn) if args.snapshots is not None else None
+        self.writer = None
+        if args.events is not None:
+            self.writer = EventWriter(sys.stdout if args.events == "-" else Path(args.events))
+
+    def write(self, events: list[PersonEvent]) -> None:
+        for event in events:
+            path = None
+            if self.snapshots is not None and event.kind == "verdict" and event.snapshot is not None:
+                path = self.snapshots.save(event.track_id, event.snapshot)
+            if self.writer is not None:
+                self.writer.write(event_record(event, path, snapshots=self.snapshots is not None))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
 def run_loop(
@@ -117,34 +214,46 @@ def run_loop(
     writer: VideoOutput | None,
     show: bool,
     stop: StopFlag,
+    people: PeoplePipeline | None,
+    log: "EventLog",
 ) -> tuple[StreamTally, float, bool]:
-    """Every frame: a JSON line (--json) and the window; (totals, seconds, stopped by the quit key)."""
+    """Every frame: a JSON line (--json), the events and the window; (totals, seconds, stopped by the quit key).
+
+    On every way out (the end, q, Ctrl-C, SIGTERM, an error) the people still in view get their leave events
+    before the outputs are closed."""
     tally = StreamTally()
     started = time.perf_counter()
     quit_key = False
+    last: FrameResult | None = None
     # The handlers stay until the video is finalised: a signal during the clean-up only sets the flag.
     with stop.on_signals():
         try:
-            for result in process_stream(source, pipeline, writer, stop, args.max_frames, draw=show):
+            for result in process_stream(source, pipeline, writer, stop, args.max_frames, draw=show, people=people):
+                last = result
                 tally.add(result.detections)
+                log.write(result.events)
                 if args.json:
-                    record = {
-                        "frame": result.index,
-                        "time": round(result.time, 3),
-                        "faces": [d.to_json() for d in result.detections],
-                    }
-                    print(json.dumps(record), flush=True)
+                    print(json.dumps(frame_record(result)), flush=True)
                 if show and not show_frame(result.frame):
                     quit_key = True
                     break
         finally:
             seconds = time.perf_counter() - started
             source.close()
-            if writer is not None:
-                writer.close()
-            if show:
-                close_windows()
+            try:
+                if people is not None and last is not None:
+                    log.write(people.finish(last.index, last.time))
+            finally:
+                log.close()
+                if writer is not None:
+                    writer.close()
+                if show:
+                    close_windows()
     return tally, seconds, quit_key
+
+
+def frame_record(result: FrameResult) -> dict:
+    return {"frame": result.index, "time": round(result.time, 3), "faces": [d.to_json() for d in result.detections]}
 
 
 def exit_code(
@@ -156,6 +265,7 @@ def exit_code(
     class_names: list[str],
     stop: StopFlag,
     quit_key: bool,
+    people: PeoplePipeline | None = None,
 ) -> int:
     """Say how the run ended and map it to the exit status: the summary, then signal, failure or success."""
     if tally.frames == 0:
@@ -163,8 +273,8 @@ def exit_code(
             cli.fail(source.failure or f"no frame could be read from {source.name}")
             return cli.EXIT_ERROR
     else:
-        report = sys.stderr if args.json else sys.stdout  # stdout stays pure JSON Lines
-        cli.say(summary_line(tally, class_names, seconds), file=report)
+        report = sys.stderr if args.json or args.events == "-" else sys.stdout  # stdout stays pure JSON Lines
+        cli.say(summary_line(tally, class_names, seconds, people), file=report)
         if writer is not None and writer.frames:
             cli.say(f"saved {display_path(writer.path)} ({writer.frames} frames)", file=report)
     if stop.signum in TERMINATING_SIGNALS:
@@ -185,13 +295,20 @@ def main(argv: list[str] | None = None) -> int:
     """Ctrl-C, SIGTERM and SIGHUP during the loop finish the current frame, finalise the video and print the
     summary; Ctrl-C then returns 0 (the interactive way to stop), SIGTERM and SIGHUP 128 + the signal number."""
     args = parse_args(argv)
-    if args.output is not None:
-        check_output(args.output, args.video)  # before the slow model load; creates nothing
+    check_outputs(args)  # before the slow model load; creates nothing
     show = wants_window(args)
     source, pipeline, writer = open_run(args)
+    try:
+        people = None if args.per_frame else PeoplePipeline(pipeline, fps=source.fps)
+        log = EventLog(args)
+    except BaseException:
+        source.close()
+        if writer is not None:
+            writer.close()
+        raise
     stop = StopFlag()
-    tally, seconds, quit_key = run_loop(args, source, pipeline, writer, show, stop)
-    return exit_code(args, source, writer, tally, seconds, pipeline.class_names, stop, quit_key)
+    tally, seconds, quit_key = run_loop(args, source, pipeline, writer, show, stop, people, log)
+    return exit_code(args, source, writer, tally, seconds, pipeline.class_names, stop, quit_key, people)
 
 
 def run() -> None:

@@ -2,6 +2,7 @@
 
 python evaluate.py --folder faces/                        # faces/with_mask/*.jpg, faces/without_mask/*.jpg
 python evaluate.py --scenes scenes/ --report out/eval     # scenes/images/*.png + scenes/annotations/*.xml
+python evaluate.py --video dev.mp4 --gt gt.txt            # MOT ground truth: people followed across frames
 """
 
 import argparse
@@ -10,11 +11,15 @@ from ..detector import SMALL_PHOTO_UPSCALE
 from ..evaluation import DEFAULT_IOU, FolderEvaluation, ScenesEvaluation, evaluate_folder, evaluate_scenes
 from ..evaluation.report import percent
 from ..evaluation.summary import unmatched_text
+from ..evaluation.video_evaluation import VideoEvaluation, evaluate_video
+from ..evaluation.video_summary import HEADLINE_ROWS, shown
 from ..fileio import display_path
 from ..pipeline import DEFAULT_FACE_CONFIDENCE
 from . import common as cli
 
 SCENES_ONLY = ("--iou", "--face-confidence", "--incorrect-as-without", "--upscale")
+PHOTOS_ONLY = ("--incorrect-as-without", "--upscale")
+VIDEO_ONLY = ("--gt", "--gt-classes", "--gt-segments", "--per-frame")
 
 
 def overlap(text: str) -> float:
@@ -33,7 +38,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "with_mask, without_mask, mask_weared_incorrect, or their usual aliases such as mask and no_mask) go "
             "through the same pipeline as detect_image.py: detector recall/precision by class and face size, box "
             "offsets, the classifier on the matched faces, the outcome of every annotated face, false alarms, and "
-            "a gallery of what went wrong."
+            "a gallery of what went wrong. --video with --gt: a video with ground truth in the MOT Challenge "
+            "text format goes through the same stream code as detect_webcam.py (people tracked, one verdict "
+            "each; --per-frame: every frame on its own): detector recall per frame, IDF1, HOTA and MOTA "
+            "(trackers.eval), tracks per true person, identity switches and purity, tracks across a scene cut, "
+            "label flicker, people counted, and balanced accuracy of per-person verdicts beside per-frame."
         ),
         epilog=(
             "Scenes layout: DIR/images/ and DIR/annotations/ (or the .xml files beside the images, as labelImg "
@@ -42,7 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "(every figure), summary.md, PNG plots, all replaced together; it must be writable and may not be an "
             "input folder (nor lie inside a class folder of --folder): both are checked before any work. Unusable "
             "boxes (empty, no <bndbox>, wholly outside the photo) are left out with a warning, the file's other "
-            "faces kept. Exit status: 0 done, 1 done but some files or boxes were skipped (listed), 2 nothing "
+            "faces kept. Video ground truth: GT.txt lines 'frame, id, x, y, w, h, conf, class[, visibility]' (frames "
+            "from 1, conf 0 = a region to ignore), class names one per line in --gt-classes (default: classes.txt "
+            "or labels.txt beside GT.txt, else 1 with_mask, 2 without_mask, 3 mask_weared_incorrect), scene "
+            "segments 'first_frame, last_frame, name' per line in --gt-segments (default: segments.txt beside "
+            "GT.txt; without them tracks across a cut are n/a); benchmarks/make_dev_video.py builds a dev video "
+            "with all three. Exit status: 0 done, 1 done but some files or boxes were skipped (listed), 2 nothing "
             "could be evaluated (bad folder, model or report folder)."
         ),
     )
@@ -50,6 +64,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--folder", metavar="DIR", help="labelled folder of face crops: DIR/<class>/<images>")
     source.add_argument(
         "--scenes", metavar="DIR", help="photos with PASCAL VOC annotations (DIR/images, DIR/annotations)"
+    )
+    source.add_argument("--video", metavar="VIDEO", help="video file with MOT ground truth (--gt)")
+    parser.add_argument("--gt", metavar="GT.txt", help="video: ground truth in the MOT Challenge text format")
+    parser.add_argument("--gt-classes", metavar="FILE", help="video: class names, one per line, class id = line number")
+    parser.add_argument(
+        "--gt-segments", metavar="FILE", help="video: scene segments (first_frame, last_frame, name per line)"
+    )
+    parser.add_argument(
+        "--per-frame",
+        action="store_true",
+        help="video: classify every face on every frame, as detect_webcam.py --per-frame (no tracks: identity "
+        "and per-person figures are n/a)",
     )
     parser.add_argument(
         "--model",
@@ -63,15 +89,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=overlap,
         default=None,
         metavar="T",
-        help=f"scenes: IoU a detection needs with an annotated face to match it (default: {DEFAULT_IOU:g}; 0.5 is "
-        "always reported too)",
+        help=f"scenes and video: IoU a detection needs with an annotated face to match it (default: "
+        f"{DEFAULT_IOU:g}; for scenes 0.5 is always reported too)",
     )
     parser.add_argument(
         "--face-confidence",
         type=cli.probability,
         default=None,
         metavar="P",
-        help=f"scenes: minimum face detector score, 0..1 (default: detect_image.py's, {DEFAULT_FACE_CONFIDENCE:g})",
+        help=f"scenes and video: minimum face detector score, 0..1 (default: {DEFAULT_FACE_CONFIDENCE:g}, as "
+        "detect_image.py and detect_webcam.py)",
     )
     parser.add_argument(
         "--mask-threshold",
@@ -107,9 +134,58 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.video is None:
+        ignore_flags(args, VIDEO_ONLY, (args.gt, args.gt_classes, args.gt_segments, args.per_frame))
     if args.folder is not None:
         return run_folder(args)
+    if args.video is not None:
+        return run_video(args)
     return run_scenes(args)
+
+
+def ignore_flags(args: argparse.Namespace, flags: tuple[str, ...], values: tuple[object, ...]) -> None:
+    for flag, value in zip(flags, values, strict=True):
+        if value is not None and value is not False:
+            cli.warn(f"{flag} does not apply {'without --video' if flag in VIDEO_ONLY else 'to --video'}; ignored")
+
+
+def run_video(args: argparse.Namespace) -> int:
+    if args.gt is None:
+        cli.fail("--video needs --gt GT.txt, its ground truth in the MOT Challenge text format")
+        return cli.EXIT_ERROR
+    ignore_flags(args, PHOTOS_ONLY, (args.incorrect_as_without, args.upscale))
+    result = evaluate_video(
+        args.video,
+        args.gt,
+        gt_classes=args.gt_classes,
+        gt_segments=args.gt_segments,
+        model_path=args.model,
+        report_dir=args.report,
+        iou_threshold=DEFAULT_IOU if args.iou is None else args.iou,
+        face_confidence=args.face_confidence,
+        mask_threshold=args.mask_threshold,
+        per_frame=args.per_frame,
+        threads=args.threads,
+        progress=not args.quiet,
+        warn=cli.warn_above_progress,
+    )
+    for line in video_headline(result):
+        cli.say(line)
+    cli.say(f"report written to {display_path(result.report_dir)}/ (summary.md, report.json)")
+    return cli.EXIT_PARTIAL if result.problems else cli.EXIT_OK
+
+
+def video_headline(result: VideoEvaluation) -> list[str]:
+    """The headline figures, a line each, and which targets are missed."""
+    h = result.headline
+    settings = result.report["settings"]
+    lines = [f"{result.frames} frames, {settings['mode']} mode; slice ({h['slice']}, IoU {settings['iou']:g}):"]
+    lines += [f"  {text}: {shown(h[name], kind)}" for name, text, kind in HEADLINE_ROWS]
+    missed = [name for name, met in h["met"].items() if met is False]
+    applicable = [name for name, met in h["met"].items() if met is not None]
+    verdict = "all met" if not missed else "not met: " + ", ".join(missed)
+    lines.append(f"targets ({len(applicable)} applicable): {verdict}")
+    return lines
 
 
 def run_scenes(args: argparse.Namespace) -> int:

@@ -5,8 +5,12 @@ An uncompressed ``.npz`` holding:
 - ``images`` uint8 (N, 224, 224, 3) RGB, made by ``images.to_model_input``
 - ``labels`` int32 (N,), indices into ``class_names``
 - ``class_names`` str (n_classes,)
-- ``paths`` str (N,), relative to the dataset folder, '/'-separated
-- ``hashes`` str (N,), sha256 hex of the file bytes
+- ``paths`` str (N,), relative to the dataset folder, '/'-separated; a scene crop's is its photo's path and
+  ``#k``, k counting the faces of the arrays' classes in its annotation file
+- ``hashes`` str (N,), sha256 hex of the file bytes (of the crop's model-input pixels for a crop cut from an
+  annotated scene photo, which is not a file of its own)
+- optional ``sources`` str (N,): where each picture comes from, ``folders`` or ``scenes:<folder>`` (``paths`` are
+  relative to that source's folder); files without it are read as before
 """
 
 import zipfile
@@ -18,6 +22,7 @@ from .errors import DatasetError, exception_line
 from .fileio import atomic_path
 
 ARRAY_KEYS = ("images", "labels", "class_names", "paths", "hashes")
+OPTIONAL_KEYS = ("sources",)
 DEFAULT_DATASET_DIR = Path("dataset")  # relative on purpose: the working directory's
 ARRAYS_NAME = "arrays.npz"  # the loader writes it beside the class folders by default
 DEFAULT_ARRAYS = DEFAULT_DATASET_DIR / ARRAYS_NAME
@@ -34,7 +39,7 @@ def save_arrays(path: Path | str, arrays: dict[str, np.ndarray]) -> int:
         with atomic_path(path) as tmp:
             # A file object, not a name: np.savez would append ".npz" to any other ending.
             with open(tmp, "wb") as stream:
-                np.savez(stream, **{key: arrays[key] for key in ARRAY_KEYS})
+                np.savez(stream, **{key: arrays[key] for key in (*ARRAY_KEYS, *OPTIONAL_KEYS) if key in arrays})
     except OSError as exc:
         raise DatasetError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path.stat().st_size
@@ -52,7 +57,7 @@ def load_arrays(path: Path | str) -> dict[str, np.ndarray]:
             missing = [key for key in ARRAY_KEYS if key not in archive.files]
             if missing:
                 raise DatasetError(f"{path} is not a loader arrays file: missing {', '.join(missing)} {_HINT}")
-            arrays = {key: archive[key] for key in ARRAY_KEYS}
+            arrays = {key: archive[key] for key in (*ARRAY_KEYS, *OPTIONAL_KEYS) if key in archive.files}
     except DatasetError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
@@ -74,10 +79,11 @@ def _invalid_reason(arrays: dict[str, np.ndarray]) -> str | None:
     if class_names.ndim != 1 or class_names.dtype.kind != "U" or len(class_names) < 2:
         return f"class_names must be 2 or more strings, got {class_names.dtype} {class_names.shape}"
     count = images.shape[0]
-    for key in ("labels", "paths", "hashes"):
+    per_picture = [key for key in ("labels", "paths", "hashes", *OPTIONAL_KEYS) if key in arrays]
+    for key in per_picture:
         if arrays[key].shape != (count,):
             return f"{key} has shape {arrays[key].shape}, expected ({count},)"
-    for key in ("paths", "hashes"):
+    for key in per_picture[1:]:
         if arrays[key].dtype.kind != "U":
             return f"{key} must be strings, got {arrays[key].dtype}"
     if count and (labels.min() < 0 or labels.max() >= len(class_names)):

@@ -4,13 +4,16 @@ Layout: ``<dataset>/<class>/...`` (any two or more class folders, sorted; every 
 class folder is tried, decoded by content). Exact duplicates (sha256 of the file bytes) are kept once; a picture
 found under two different classes is a label conflict and is dropped from all of them. With a face detector,
 each picture is cropped to its largest face by the same rule as detection (``crop.crop_face``).
+
+``combine_sources`` joins these arrays with those of annotated scene folders (``scene_crops``) into one arrays
+file, each picture's source recorded.
 """
 
 import errno
 import hashlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -383,6 +386,94 @@ def _compact(images: np.ndarray, rows: list[int]) -> np.ndarray:
     return images[: len(rows)]
 
 
+FOLDERS_SOURCE = "folders"  # the ``sources`` value of the class folders' pictures
+
+
+@dataclass
+class SourceCount:
+    """What one source brought to the combined arrays."""
+
+    source: str
+    given: int  # pictures the source gave
+    duplicates: int = 0  # the same pixels as an earlier picture (of any source, same class): dropped
+    conflicts: int = 0  # the same pixels as a picture of another source under another class: all copies dropped
+    kept: int = 0
+
+
+def combine_sources(parts: Sequence[dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], list[SourceCount]]:
+    """Several sources' arrays (same classes, same image size) as one, with a ``sources`` array.
+
+    A part without ``sources`` is the class folders' (``FOLDERS_SOURCE``). Pictures are compared by the sha256
+    of their model-input pixels, because a scene crop is not a file: the first copy is kept; a picture found
+    under two classes is dropped from all of them, as in the class folders. Raises DatasetError when a class
+    ends with no picture.
+    """
+    class_names = [str(name) for name in parts[0]["class_names"]]
+    sources = [part.get("sources", np.full(len(part["labels"]), FOLDERS_SOURCE)) for part in parts]
+    counts = [SourceCount(str(names[0]) if len(names) else FOLDERS_SOURCE, len(names)) for names in sources]
+    first: dict[str, tuple[int, int, int]] = {}  # pixel sha256 -> (part, row, label) of its first copy
+    dropped: set[str] = set()  # label conflicts
+    candidates: list[tuple[int, int, str]] = []  # (part, row, pixel sha256) of each first copy
+    for p, part in enumerate(parts):
+        for row, label in enumerate(part["labels"].tolist()):
+            digest = hashlib.sha256(part["images"][row].tobytes()).hexdigest()
+            seen = first.get(digest)
+            if seen is None:
+                first[digest] = (p, row, label)
+                candidates.append((p, row, digest))
+            elif seen[2] == label:
+                counts[p].duplicates += 1
+            else:
+                counts[p].conflicts += 1
+                if digest not in dropped:
+                    dropped.add(digest)
+                    counts[seen[0]].conflicts += 1
+    keep = [(p, row) for p, row, digest in candidates if digest not in dropped]
+    for p, _ in keep:
+        counts[p].kept += 1
+    combined = {
+        "images": np.stack([parts[p]["images"][row] for p, row in keep]) if keep else parts[0]["images"][:0],
+        "labels": np.asarray([parts[p]["labels"][row] for p, row in keep], dtype=np.int32),
+        "class_names": np.asarray(class_names, dtype=str),
+    }
+    for key, values in (("paths", [part["paths"] for part in parts]), ("hashes", [part["hashes"] for part in parts])):
+        combined[key] = np.asarray([str(values[p][row]) for p, row in keep], dtype=str).reshape(len(keep))
+    combined["sources"] = np.asarray([str(sources[p][row]) for p, row in keep], dtype=str).reshape(len(keep))
+    kept_classes = set(combined["labels"].tolist())
+    for index, name in enumerate(class_names):
+        if index not in kept_classes:
+            raise DatasetError(f"class {name} has no usable picture in any source")
+    return combined, counts
+
+
+def format_table(headers: list[str], rows: list[list[str]], total: list[str] | None = None) -> str:
+    """A plain text table: the first column left-aligned, the others right-aligned, a total row below a rule."""
+    everything = rows + ([total] if total else [])
+    name_width = max(len(headers[0]), *(len(row[0]) for row in everything))
+    widths = [max(len(header), *(len(row[i + 1]) for row in everything)) for i, header in enumerate(headers[1:])]
+
+    def line(cells):
+        return "  ".join(
+            [cells[0].ljust(name_width)] + [cell.rjust(w) for cell, w in zip(cells[1:], widths, strict=True)]
+        )
+
+    out = [line(headers)]
+    out.append("-" * len(out[0]))
+    out.extend(line(row) for row in rows)
+    if total:
+        out.append("-" * len(out[0]))
+        out.append(line(total))
+    return "\n".join(out)
+
+
+def format_sources(counts: Sequence[SourceCount]) -> str:
+    """The table of what each source brought to the combined arrays."""
+    columns = ["given", "duplicates", "conflicts", "kept"]
+    rows = [[count.source] + [str(getattr(count, column)) for column in columns] for count in counts]
+    total = ["total"] + [str(sum(getattr(count, column) for count in counts)) for column in columns]
+    return format_table(["source", *columns], rows, total)
+
+
 def format_summary(summary: Summary) -> str:
     """The per-class table the loader prints at the end."""
     columns = ["found", "decoded", "skipped", "duplicates", "conflicts"]
@@ -391,20 +482,8 @@ def format_summary(summary: Summary) -> str:
     columns.append("kept")
     headers = [column.replace("_", " ") for column in columns]
     rows = [[item.name] + [str(getattr(item, column)) for column in columns] for item in summary.classes]
-    rows.append(["total"] + [str(summary.total(column)) for column in columns])
-    name_width = max(len("class"), *(len(row[0]) for row in rows))
-    widths = [max(len(header), *(len(row[i + 1]) for row in rows)) for i, header in enumerate(headers)]
-
-    def line(cells):
-        return "  ".join(
-            [cells[0].ljust(name_width)] + [cell.rjust(w) for cell, w in zip(cells[1:], widths, strict=True)]
-        )
-
-    out = [line(["class"] + headers)]
-    out.append("-" * len(out[0]))
-    out.extend(line(row) for row in rows[:-1])
-    out.append("-" * len(out[0]))
-    out.append(line(rows[-1]))
+    total = ["total"] + [str(summary.total(column)) for column in columns]
+    out = format_table(["class", *headers], rows, total).split("\n")
     if summary.conflict_groups:
         out.append(f"label conflicts: {summary.conflict_groups} picture(s) found under more than one class, dropped")
     return "\n".join(out)

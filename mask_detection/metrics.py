@@ -1,4 +1,5 @@
-"""Classification figures and plots (scikit-learn for the numbers, matplotlib for the PNGs).
+"""Classification figures, calibration (ECE, temperature fit) and plots (scikit-learn and SciPy for the numbers,
+matplotlib for the PNGs).
 
 Plots are drawn on ``matplotlib.figure.Figure`` objects and saved, never through pyplot: no backend is chosen
 for the whole process and no figure is left open in a long-lived one.
@@ -180,3 +181,64 @@ def plot_pr_curves(
 ) -> None:
     """One precision-recall curve per class (one-vs-rest) with its average precision in the legend."""
     _one_vs_rest_curves(y_true, probabilities, class_names, "pr", path, title)
+
+
+ECE_BINS = 15
+# The temperature search range: beyond it the fit is chasing a handful of images, not calibrating.
+TEMPERATURE_RANGE = (0.05, 20.0)
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE: over equal-width bins of the top-class probability, the image-weighted mean gap between that
+    probability and the accuracy of the images in the bin (0: "90%" is right 90% of the time)."""
+    probabilities, labels = np.asarray(probabilities, np.float64), np.asarray(labels)
+    if len(labels) == 0:
+        return 0.0
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    # Bin i holds (i/bins, (i+1)/bins]; a confidence of exactly 0 (impossible for a top class) would go to bin 0.
+    which = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    total = 0.0
+    for b in np.unique(which):
+        in_bin = which == b
+        total += in_bin.sum() * abs(confidence[in_bin].mean() - correct[in_bin].mean())
+    return float(total / len(labels))
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def softmax_with_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
+    return np.exp(log_softmax(np.asarray(logits, np.float64) / temperature))
+
+
+def temperature_nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    """Mean negative log-likelihood of the true classes under softmax(logits / temperature)."""
+    logp = log_softmax(np.asarray(logits, np.float64) / temperature)
+    return float(-logp[np.arange(len(labels)), np.asarray(labels)].mean())
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float | None:
+    """The temperature T minimising the negative log-likelihood of softmax(logits / T) (Guo et al. 2017), or
+    None when every image is classified correctly: then a sharper softmax is always "better" and the fit has no
+    minimum.
+
+    The likelihood is convex in 1/T, so a bounded one-dimensional search over log T finds the optimum.
+    """
+    from scipy.optimize import minimize_scalar
+
+    logits, labels = np.asarray(logits, np.float64), np.asarray(labels)
+    if len(labels) == 0 or (logits.argmax(axis=1) == labels).all():
+        return None
+    low, high = np.log(TEMPERATURE_RANGE)
+    found = minimize_scalar(
+        lambda log_t: temperature_nll(logits, labels, float(np.exp(log_t))),
+        bounds=(low, high),
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
+    # Never worse than leaving the probabilities as they are (the search stops at a tolerance).
+    return float(np.exp(found.x)) if found.fun <= temperature_nll(logits, labels, 1.0) else 1.0

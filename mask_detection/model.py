@@ -1,7 +1,10 @@
-"""The classifier's architecture (frozen backbone + GAP/Dense/softmax head) and its metadata file.
+"""The classifier's architecture (frozen backbone + GAP/Dense head -> logits -> temperature -> softmax) and its
+metadata file.
 
-Saved form: ``<name>.keras`` (raw RGB uint8 input; preprocessing is a layer inside the model, so training and
-detection cannot drift apart) and ``<name>.json`` beside it (class names, backbone, input size, training figures).
+Saved form: ``<name>.keras`` (raw RGB uint8 input, probabilities out; preprocessing and the calibration
+temperature are layers inside the model, so training, Keras and TFLite detection cannot drift apart) and
+``<name>.json`` beside it (class names, backbone, input size, training and calibration figures). Models saved
+before calibration have no temperature layer: their temperature is 1.
 Loading a model for inference is ``classifier.load_classifier``.
 """
 
@@ -16,6 +19,7 @@ from .errors import ModelError
 
 HIDDEN_UNITS = 128
 DROPOUT = 0.5
+TEMPERATURE_LAYER = "temperature"
 
 
 def metadata_path(model_path: Path | str) -> Path:
@@ -24,13 +28,35 @@ def metadata_path(model_path: Path | str) -> Path:
 
 
 def build_head_layers(n_classes: int, hidden_units: int = HIDDEN_UNITS, dropout: float = DROPOUT) -> list:
-    """The trainable head after global average pooling: Dense(relu) -> Dropout -> Dense(softmax)."""
+    """The head after global average pooling: Dense(relu) -> Dropout -> Dense logits -> Softmax.
+
+    The logits are a layer of their own so that calibration can fit a temperature on them and
+    ``calibrated_layers`` can put it between them and the softmax.
+    """
     layers = keras().layers
     return [
         layers.Dense(hidden_units, activation="relu", name="head_dense"),
         layers.Dropout(dropout, name="head_dropout"),
-        layers.Dense(n_classes, activation="softmax", name="predictions"),
+        layers.Dense(n_classes, name="logits"),
+        layers.Softmax(name="predictions"),
     ]
+
+
+def calibrated_layers(head_layers: list, temperature: float) -> list:
+    """The head with softmax(logits / temperature): a Rescaling by 1/T before the softmax, a plain Keras layer
+    (no custom object to register) that the TFLite converter turns into one multiplication."""
+    scale = keras().layers.Rescaling(1.0 / temperature, name=TEMPERATURE_LAYER)
+    return [*head_layers[:-1], scale, head_layers[-1]]
+
+
+def model_temperature(model: Any) -> float:
+    """The calibration temperature inside a Keras classifier; 1.0 for a model without one (saved before
+    calibration, or by hand)."""
+    try:
+        layer = model.get_layer(TEMPERATURE_LAYER)
+    except ValueError:
+        return 1.0
+    return 1.0 / float(layer.get_config()["scale"])
 
 
 def apply_layers(x: Any, layers: list) -> Any:
@@ -58,10 +84,17 @@ def build_feature_extractor(backbone_name: str, weights: Any = "imagenet") -> An
     return k.Model(inputs, x, name=f"{backbone_name}_features")
 
 
-def build_classifier(feature_extractor: Any, head_layers: list, learning_rate: float) -> Any:
-    """The full model: uint8 image -> frozen backbone -> GAP -> head, compiled with RMSprop."""
+def build_classifier(
+    feature_extractor: Any, head_layers: list, learning_rate: float, temperature: float | None = None
+) -> Any:
+    """The full model: uint8 image -> frozen backbone -> GAP -> head, compiled with RMSprop.
+
+    ``temperature``: the calibration temperature, a layer before the softmax (None: no such layer).
+    """
     k = keras()
     inputs = feature_extractor.input
+    if temperature is not None:
+        head_layers = calibrated_layers(head_layers, temperature)
     outputs = apply_layers(feature_extractor.output, head_layers)
     model = k.Model(inputs, outputs, name="mask_classifier")
     compile_model(model, learning_rate)

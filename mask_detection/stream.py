@@ -14,10 +14,11 @@ import numpy as np
 
 from .detections import Detection
 from .errors import MaskDetectionError
+from .interrupts import StopFlag
 from .overlay import annotate, annotate_people, count_labels
 from .people import PeoplePipeline, PersonEvent
 from .pipeline import MaskPipeline
-from .video_io import FileSource, FpsMeter, LiveSource, StopFlag, VideoOutput
+from .video_io import FileSource, FpsMeter, LiveSource, VideoOutput
 
 
 @dataclass(frozen=True)

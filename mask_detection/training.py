@@ -3,8 +3,9 @@
 Flow: arrays -> stratified train/validation/test split (fixed seed) -> backbone features for every image plus
 precomputed augmented views of the training images (by default through the backbone converted to TFLite and run
 by LiteRT, checked against TensorFlow: see feature_function) -> head trained with RMSprop, early stopping on validation
-loss (best weights restored) -> the test split used once -> full model (uint8 image in, probabilities out) checked
-against the head, then model, metadata, split and plots written as one group (all replaced, or none).
+loss (best weights restored) -> a temperature fitted on the validation split (calibration) -> the test split used
+once -> full model (uint8 image in, calibrated probabilities out) checked against the head, then model, metadata,
+split and plots written as one group (all replaced, or none).
 
 TensorFlow runs the head (and the feature pass when it sees a GPU) on a GPU when one is visible.
 """
@@ -33,8 +34,19 @@ from .backbones import weights_id as backbone_weights_id
 from .errors import DatasetError, MaskDetectionError, OutputError
 from .export import convert
 from .fileio import atomic_path, atomic_paths, check_writable, display_path, refuse_overwriting_inputs
+from .interrupts import StopFlag
 from .litert import LiteRTFunction
-from .metrics import classification_figures, classification_report_text, plot_confusion_matrix, plot_history
+from .metrics import (
+    ECE_BINS,
+    classification_figures,
+    classification_report_text,
+    expected_calibration_error,
+    fit_temperature,
+    plot_confusion_matrix,
+    plot_history,
+    softmax_with_temperature,
+    temperature_nll,
+)
 from .model import (
     DROPOUT,
     HIDDEN_UNITS,
@@ -440,12 +452,17 @@ def save_outputs(paths: dict[str, Path], write: Callable[[Callable[[str], Path]]
 
 @dataclass
 class HeadFit:
-    """The trained head: its layers (shared with the saved model), its Keras model and its training history."""
+    """The trained head: its layers (shared with the saved model), its Keras model, the same model up to its
+    logits (sharing the layers) and its training history."""
 
     layers: list
     model: Any
+    logits_model: Any
     history: dict[str, list[float]]
     seconds: float
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        return self.logits_model(features, training=False).numpy()
 
     @property
     def epochs_run(self) -> int:
@@ -455,6 +472,36 @@ class HeadFit:
     def best_epoch(self) -> int:
         val_loss = self.history.get("val_loss")
         return int(np.argmin(val_loss)) + 1 if val_loss else self.epochs_run
+
+
+@dataclass
+class Calibration:
+    """The temperature fitted on the validation split and the expected calibration errors it gives."""
+
+    temperature: float
+    fitted: bool  # False: every validation image was right, nothing to fit on (temperature 1)
+    validation_images: int
+    nll_before: float
+    nll_after: float
+    ece_before: float
+    ece_after: float
+    test_ece_before: float | None = None
+    test_ece_after: float | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "temperature": self.temperature,
+            "fitted": self.fitted,
+            "method": "temperature scaling: minimum negative log-likelihood of softmax(logits / T) on validation",
+            "validation_images": self.validation_images,
+            "nll_before": self.nll_before,
+            "nll_after": self.nll_after,
+            "ece_bins": ECE_BINS,
+            "ece_before": self.ece_before,
+            "ece_after": self.ece_after,
+            "test_ece_before": self.test_ece_before,
+            "test_ece_after": self.test_ece_after,
+        }
 
 
 @dataclass
@@ -476,6 +523,20 @@ class TrainResult:
     report: str
 
 
+def stop_training_callback(stop: StopFlag) -> Any:
+    """A Keras callback that ends training after the current step once ``stop`` is set."""
+
+    class _StopTrainingWhen(keras().callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if stop.set:
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            self.on_train_batch_end(0)
+
+    return _StopTrainingWhen()
+
+
 def fit_head(
     base: np.ndarray,
     aug: np.ndarray,
@@ -492,31 +553,70 @@ def fit_head(
     val_x, val_y = base[split["validation"]], labels[split["validation"]]
     head_layers = build_head_layers(n_classes, config.hidden_units, config.dropout)
     head_input = k.Input(shape=(base.shape[1],), name="features")
-    head = k.Model(head_input, apply_layers(head_input, head_layers), name="head")
+    logits = apply_layers(head_input, head_layers[:-1])
+    head = k.Model(head_input, head_layers[-1](logits), name="head")
     # Many small batches per compiled call: the same updates in the same order, about 1.8x faster epochs.
     compile_model(head, config.learning_rate, steps_per_execution=HEAD_STEPS_PER_EXECUTION)
     stopper = k.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
+    stop = StopFlag()
     started = time.perf_counter()
-    fit = head.fit(
-        train_x,
-        one_hot(train_y, n_classes),
-        validation_data=(val_x, one_hot(val_y, n_classes)),
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        shuffle=True,
-        class_weight=balanced_class_weight(train_y, n_classes),
-        callbacks=[stopper],
-        verbose=(2 if config.progress else 0),
-    )
+    # Ctrl-C/SIGTERM end training between steps: an interrupt raised inside TensorFlow's step can corrupt its
+    # heap (seen: "free(): invalid next size" and an abort instead of exit 130).
+    with stop.on_signals():
+        fit = head.fit(
+            train_x,
+            one_hot(train_y, n_classes),
+            validation_data=(val_x, one_hot(val_y, n_classes)),
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            shuffle=True,
+            class_weight=balanced_class_weight(train_y, n_classes),
+            callbacks=[stopper, stop_training_callback(stop)],
+            verbose=(2 if config.progress else 0),
+        )
+    stop.raise_if_set()
     history = {key: [float(v) for v in values] for key, values in fit.history.items()}
-    return HeadFit(head_layers, head, history, time.perf_counter() - started)
+    logits_model = k.Model(head_input, logits, name="head_logits")
+    return HeadFit(head_layers, head, logits_model, history, time.perf_counter() - started)
+
+
+def calibrate(
+    head: HeadFit, base: np.ndarray, labels: np.ndarray, split: dict[str, np.ndarray], warn: Log
+) -> Calibration:
+    """Fit the temperature on the validation split (the split early stopping already looked at; the test split
+    stays unseen) and measure the expected calibration error there before and after."""
+    val_logits, val_labels = head.logits(base[split["validation"]]), labels[split["validation"]]
+    fitted = fit_temperature(val_logits, val_labels)
+    if fitted is None:
+        warn(
+            "calibration: every validation image is classified correctly, so no temperature can be fitted; "
+            "keeping temperature 1 (probabilities as trained)"
+        )
+    temperature = 1.0 if fitted is None else round(fitted, 4)
+    return Calibration(
+        temperature,
+        fitted is not None,
+        int(len(val_labels)),
+        temperature_nll(val_logits, val_labels, 1.0),
+        temperature_nll(val_logits, val_labels, temperature),
+        expected_calibration_error(softmax_with_temperature(val_logits, 1.0), val_labels),
+        expected_calibration_error(softmax_with_temperature(val_logits, temperature), val_labels),
+    )
 
 
 def score_on_test_split(
-    head: HeadFit, base: np.ndarray, labels: np.ndarray, test_idx: np.ndarray, class_names: list[str]
+    head: HeadFit,
+    base: np.ndarray,
+    labels: np.ndarray,
+    test_idx: np.ndarray,
+    class_names: list[str],
+    calibration: Calibration,
 ) -> HeldOutScore:
-    """The head's figures on the test split (used once, here)."""
-    probabilities = head.model(base[test_idx], training=False).numpy()
+    """The calibrated head's figures on the test split (used once, here); fills in the calibration's test ECE."""
+    logits, truth = head.logits(base[test_idx]), labels[test_idx]
+    probabilities = softmax_with_temperature(logits, calibration.temperature).astype(np.float32)
+    calibration.test_ece_before = expected_calibration_error(softmax_with_temperature(logits, 1.0), truth)
+    calibration.test_ece_after = expected_calibration_error(probabilities, truth)
     predicted = probabilities.argmax(axis=1)
     return HeldOutScore(
         test_idx,
@@ -526,10 +626,12 @@ def score_on_test_split(
     )
 
 
-def assemble_model(extractor: Any, head: HeadFit, images: np.ndarray, test: HeldOutScore, learning_rate: float) -> Any:
-    """The saved model: the extractor with the head's layers on top. It must reproduce the head on raw images,
-    or the features (cache included) did not come from this model."""
-    model = build_classifier(extractor, head.layers, learning_rate)
+def assemble_model(
+    extractor: Any, head: HeadFit, images: np.ndarray, test: HeldOutScore, learning_rate: float, temperature: float
+) -> Any:
+    """The saved model: the extractor with the head's layers and the temperature on top. It must reproduce the
+    calibrated head on raw images, or the features (cache included) did not come from this model."""
+    model = build_classifier(extractor, head.layers, learning_rate, temperature)
     probe = test.indices[:16]
     full_probs = model(images[probe], training=False).numpy()
     if not np.allclose(full_probs, test.probabilities[: len(probe)], atol=2e-3):
@@ -547,6 +649,7 @@ def training_metadata(
     split: dict[str, np.ndarray],
     head: HeadFit,
     test: HeldOutScore,
+    calibration: Calibration,
     weights_id: str,
     feature_source: str,
     split_file: Path,
@@ -588,6 +691,7 @@ def training_metadata(
             "file": split_file.name,
         },
         "test": test.figures,
+        "calibration": calibration.to_json(),
         "validation_accuracy": (
             float(head.history["val_accuracy"][best - 1]) if head.history.get("val_accuracy") else None
         ),
@@ -658,10 +762,11 @@ def train(config: TrainConfig, log: Log | None = None, warn: Log | None = None) 
     feature_seconds = time.perf_counter() - features_started
 
     head = fit_head(base, aug, labels, split, len(class_names), config)
-    test = score_on_test_split(head, base, labels, split["test"], class_names)
-    model = assemble_model(extractor, head, arrays["images"], test, config.learning_rate)
+    calibration = calibrate(head, base, labels, split, warn)
+    test = score_on_test_split(head, base, labels, split["test"], class_names, calibration)
+    model = assemble_model(extractor, head, arrays["images"], test, config.learning_rate, calibration.temperature)
     metadata = training_metadata(
-        config, class_names, labels, split, head, test, weights_id, feature_source, paths["split"]
+        config, class_names, labels, split, head, test, calibration, weights_id, feature_source, paths["split"]
     )
     metadata["timing_seconds"] = {
         "features": round(feature_seconds, 1),

@@ -10,7 +10,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import socket
 import stat
 import struct
@@ -18,13 +17,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .errors import TERMINATING_SIGNALS, MaskDetectionError
+from .errors import MaskDetectionError
 from .fileio import check_writable, display_path, refuse_overwriting_inputs, signals_held, temporary_path
 from .images import quiet_opencv_logs
 
@@ -441,44 +439,6 @@ class FpsMeter:
             self.value = current if self.value is None else self.smoothing * self.value + (1 - self.smoothing) * current
         self._last = now
         return self.value
-
-
-class StopFlag:
-    """Ctrl-C, SIGTERM and SIGHUP end the loop after the current frame (a second one interrupts at once).
-
-    Finishing the frame keeps the JSON lines, the counts and the written video in step. ``signum`` tells which
-    signal stopped the loop (None: none did).
-    """
-
-    SIGNALS = (signal.SIGINT, *TERMINATING_SIGNALS)
-
-    def __init__(self) -> None:
-        self.set = False
-        self.signum = None
-
-    @contextlib.contextmanager
-    def on_signals(self) -> Iterator["StopFlag"]:
-        if threading.current_thread() is not threading.main_thread():
-            yield self  # signal handlers can only be set from the main thread
-            return
-        previous = {}
-        for signum in self.SIGNALS:
-            old = signal.getsignal(signum)
-            previous[signum] = signal.SIG_DFL if old is None else old  # None: set outside Python
-
-        def handler(signum, frame):
-            self.set = True
-            if self.signum is None:
-                self.signum = signum
-            signal.signal(signum, previous[signum])  # the same signal again: the previous behaviour, at once
-
-        for signum in self.SIGNALS:
-            signal.signal(signum, handler)
-        try:
-            yield self
-        finally:
-            for signum, old in previous.items():
-                signal.signal(signum, old)
 
 
 def show_frame(frame: np.ndarray) -> bool:

@@ -15,18 +15,19 @@ from mask_detection.commands import export as export_command
 from mask_detection.errors import MaskDetectionError
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+TINY_TEMPERATURE = 2.5
 
 
 def save_trained_tiny_model(folder, arrays, test_per_class=3, swap_outputs=False):
     """A small trained conv classifier with the shipped model's input, metadata and split record formats.
 
-    Trained on ``arrays`` except the last ``test_per_class`` images of each class (its test split).
-    ``swap_outputs`` saves the same network with its two output columns exchanged: a model that says the
-    opposite class every time.
+    Trained on ``arrays`` except the last ``test_per_class`` images of each class (its test split), then saved
+    with a calibration temperature (TINY_TEMPERATURE) before its softmax, as training saves it. ``swap_outputs``
+    saves the same network with its two output columns exchanged: a model that says the opposite class every time.
     """
     from mask_detection._tf import keras
     from mask_detection.backbones import preprocess_layer
-    from mask_detection.model import apply_layers, build_head_layers, compile_model
+    from mask_detection.model import apply_layers, build_head_layers, calibrated_layers, compile_model
 
     k = keras()
     k.utils.set_random_seed(0)
@@ -40,13 +41,15 @@ def save_trained_tiny_model(folder, arrays, test_per_class=3, swap_outputs=False
     x = k.layers.DepthwiseConv2D(3, strides=2, activation="relu")(x)
     x = k.layers.Conv2D(16, 1, activation="relu")(x)
     x = k.layers.GlobalAveragePooling2D(name="pool")(x)
-    model = k.Model(inputs, apply_layers(x, build_head_layers(2)))
+    head = build_head_layers(2)
+    model = k.Model(inputs, apply_layers(x, head))
     compile_model(model, 3e-3)
     model.fit(arrays["images"][train], np.eye(2, dtype=np.float32)[labels[train]], epochs=12, batch_size=8, verbose=0)
+    model = k.Model(inputs, apply_layers(x, calibrated_layers(head, TINY_TEMPERATURE)))
     name = "tiny"
     if swap_outputs:
         name = "tiny_swapped"
-        last = model.layers[-1]
+        last = model.get_layer("logits")
         kernel, bias = last.get_weights()
         last.set_weights([kernel[:, ::-1], bias[::-1]])
     path = folder / f"{name}.keras"
@@ -96,7 +99,8 @@ def test_help_lists_the_options_without_starting_tensorflow():
 
 @pytest.mark.parametrize("quantize, atol", [("none", 1e-4), ("float16", 2e-2), ("dynamic", 5e-2), ("int8", 8e-2)])
 def test_each_quantization_mode_exports_a_model_that_agrees(tiny, tiny_exports, quantize, atol):
-    from mask_detection.classifier import load_classifier
+    from mask_detection._tf import keras
+    from mask_detection.classifier import load_classifier, softmax
 
     results, lines = tiny_exports
     out = results[quantize].path
@@ -125,6 +129,10 @@ def test_each_quantization_mode_exports_a_model_that_agrees(tiny, tiny_exports, 
     assert got.dtype == np.float32 and got.shape == expected.shape
     np.testing.assert_allclose(got, expected, atol=atol)
     assert (got.argmax(1) == expected.argmax(1)).all()
+    # The calibration temperature inside the model is applied by LiteRT too: softmax(logits / T).
+    model = tiny["model"]
+    logits = keras().Model(model.input, model.get_layer("logits").output)(images, training=False).numpy()
+    np.testing.assert_allclose(got, softmax(logits / TINY_TEMPERATURE), atol=atol)
     # A face's answer does not depend on the batch it comes in.
     assert np.allclose(classifier.predict(images[:1]), got[:1], atol=1e-5)
     assert np.allclose(classifier.predict(images[:2]), got[:2], atol=1e-5)

@@ -69,6 +69,20 @@ def test_truncated_keras_file_is_called_damaged(models):
     assert result.stderr.strip() == f"error: {message}"
 
 
+def test_a_model_saved_before_calibration_loads_and_answers_as_before(models):
+    """No temperature layer (a Dense softmax last, as models saved before calibration): temperature 1, and the
+    classifier's answers are the model's own outputs, unchanged."""
+    from mask_detection.classifier import probe_images
+    from mask_detection.model import model_temperature
+
+    warnings = []
+    classifier = load_classifier(models["good"], warn=warnings.append)
+    assert model_temperature(classifier.model) == 1.0 and not warnings
+    assert classifier.model.layers[-1].get_config()["activation"] == "softmax"
+    images = probe_images(224)
+    np.testing.assert_array_equal(classifier.predict(images), classifier.model(images, training=False).numpy())
+
+
 def test_model_built_for_another_input_size_is_refused(models):
     from mask_detection.errors import ModelError
 

@@ -53,6 +53,7 @@ def tiny_arrays(tmp_path_factory):
 def test_resnet50_random_weights_trains_saves_and_reloads(tiny_arrays, tmp_path):
     from mask_detection._tf import keras
     from mask_detection.classifier import load_classifier
+    from mask_detection.model import model_temperature
     from mask_detection.training import TrainConfig, output_paths, train
 
     data, arrays = tiny_arrays
@@ -87,7 +88,7 @@ def test_resnet50_random_weights_trains_saves_and_reloads(tiny_arrays, tmp_path)
     assert type(model.optimizer).__name__ == "RMSprop"
     kinds = [type(layer).__name__ for layer in model.layers]
     assert "GlobalAveragePooling2D" in kinds and "Dropout" in kinds
-    assert model.layers[-1].get_config()["activation"] == "softmax"
+    assert kinds[-3:] == ["Dense", "Rescaling", "Softmax"]  # logits, calibration temperature, probabilities
     backbone = next(layer for layer in model.layers if isinstance(layer, k.Model))
     assert len(backbone.layers) > 100
     assert not backbone.trainable
@@ -95,7 +96,10 @@ def test_resnet50_random_weights_trains_saves_and_reloads(tiny_arrays, tmp_path)
     assert not backbone.trainable_weights
     assert model.input.dtype == "uint8" and tuple(model.input.shape[1:]) == (224, 224, 3)
     trainable = {w.path.split("/")[0] for w in model.trainable_weights}
-    assert trainable == {"head_dense", "predictions"}
+    assert trainable == {"head_dense", "logits"}
+    calibration = saved["calibration"]
+    assert calibration["temperature"] > 0 and calibration["ece_bins"] == 15
+    assert model_temperature(model) == pytest.approx(calibration["temperature"], rel=1e-6)
 
     # The classifier used by detection gives the same predictions as the reloaded Keras model.
     classifier = load_classifier(out)
@@ -646,7 +650,14 @@ def test_early_stopping_saves_the_best_epochs_weights(tmp_path):
 
     split = split_indices(arrays["labels"], config.seed, config.val_fraction, config.test_fraction, 2)
     model = load_keras_model(tmp_path / "m.keras")
-    probs = model(arrays["images"][split["validation"]], training=False).numpy()
+    images = arrays["images"][split["validation"]]
     onehot = np.eye(2, dtype=np.float32)[arrays["labels"][split["validation"]]]
-    saved_loss = float(keras().losses.categorical_crossentropy(onehot, probs).numpy().mean())
+    # The head's own probabilities (before the calibration temperature) give the best epoch's validation loss.
+    k = keras()
+    logits = k.Model(model.input, model.get_layer("logits").output)(images, training=False)
+    saved_loss = float(k.losses.categorical_crossentropy(onehot, k.ops.softmax(logits)).numpy().mean())
     assert saved_loss == pytest.approx(val_loss[best], rel=1e-3, abs=1e-5)
+    # The temperature was fitted on that split: the calibrated probabilities are no less likely there.
+    calibrated_loss = float(k.losses.categorical_crossentropy(onehot, model(images, training=False)).numpy().mean())
+    assert calibrated_loss <= saved_loss + 1e-6
+    assert calibrated_loss == pytest.approx(meta["calibration"]["nll_after"], rel=1e-3, abs=1e-5)

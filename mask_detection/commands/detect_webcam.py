@@ -17,6 +17,7 @@ from ..classes import class_info
 from ..errors import TERMINATING_SIGNALS, OutputError
 from ..events import EventWriter, SnapshotWriter, event_record
 from ..fileio import check_writable, display_path, refuse_overwriting_inputs, same_file
+from ..interrupts import StopFlag
 from ..people import PeoplePipeline, PersonEvent, TrackingConfig
 from ..pipeline import MaskPipeline, load_pipeline
 from ..stream import FrameResult, StreamTally, process_stream
@@ -24,7 +25,6 @@ from ..video_io import (
     MAX_CAMERA_INDEX,
     FileSource,
     LiveSource,
-    StopFlag,
     VideoOutput,
     check_output,
     close_windows,

@@ -184,7 +184,17 @@ def test_figures_on_hand_made_scenes(hand_made):
     assert c["accuracy_by_class"] == {"with_mask": 1.0, "without_mask": 0.5}
     assert c["balanced_accuracy"] == pytest.approx(0.75)
     assert c["labels_given_to_other_classes"] == {"mask_weared_incorrect": {"with_mask": 0, "without_mask": 1}}
-    assert c["by_size"]["32-64"] == {"faces": 3, "accuracy": 2 / 3, "balanced_accuracy": 0.5}  # A, F right, B wrong
+    assert c["by_size"]["32-64"] == {  # A, F right, B wrong; every probability 0.9, right 2 times of 3
+        "faces": 3,
+        "accuracy": 2 / 3,
+        "balanced_accuracy": 0.5,
+        "without_mask_found": 1,
+        "without_mask_caught": 0,
+        "violations_caught": 0.0,
+        "ece": pytest.approx(0.9 - 2 / 3),
+    }
+    assert c["by_size"][">=64"]["violations_caught"] == 1.0 and c["by_size"][">=64"]["ece"] == pytest.approx(0.1)
+    assert (c["violations_caught"], c["ece"]) == (0.5, pytest.approx(0.9 - 0.75))
     assert c["by_size"][">=64"]["accuracy"] == 1.0 and "16-32" not in c["by_size"]
 
     p = f.pipeline
@@ -206,6 +216,8 @@ def test_figures_on_hand_made_scenes(hand_made):
     assert h["unmatched_per_image"] == 1.0
     assert h["balanced_accuracy"] == pytest.approx(0.75)
     assert h["meets_targets"] is False
+    assert (h["without_mask_found"], h["without_mask_caught"], h["violations_caught"]) == (2, 1, 0.5)
+    assert h["ece"] == pytest.approx(0.15)
 
     o = f.box_offsets
     assert o["pairs"] == 5
@@ -257,6 +269,30 @@ def test_a_model_that_names_the_third_class_gets_it_scored():
         assert h["faces"] == 5 and h["detection_recall"] == 1.0
         assert h["balanced_accuracy"] == pytest.approx((1 + 0.5 + 1) / 3)
         assert h["pipeline_correct"] == pytest.approx(4 / 5)
+
+
+def test_violations_caught_and_calibration_per_size():
+    """40 px: 4 bare faces, 3 said without_mask (p 0.9, 0.9, 0.7), 1 said with_mask (p 0.62), 2 masked faces right
+    (p 0.95). 12 px: 2 bare faces both said with_mask (p 0.8). ECE over 15 bins of width 1/15 by hand: 40 px:
+    bins {0.9, 0.9} all right, {0.7} right, {0.62} wrong, {0.95, 0.95} right ->
+    (2 * 0.1 + 0.3 + 0.62 + 2 * 0.05) / 6; 12 px: one bin {0.8, 0.8}, none right -> 0.8."""
+    said = [("without_mask", 0.9), ("without_mask", 0.9), ("without_mask", 0.7), ("with_mask", 0.62)]
+    said += [("with_mask", 0.95), ("with_mask", 0.95)]
+    truths = ["without_mask"] * 4 + ["with_mask"] * 2
+    boxes = [(i * 60, 0, 40, 40) for i in range(6)]
+    faces = list(zip(boxes, truths, strict=True)) + [((i * 60, 200, 12, 12), "without_mask") for i in range(2)]
+    detections = [det(box, 0.9, label, p) for box, (label, p) in zip(boxes, said, strict=True)]
+    detections += [det((i * 60, 200, 12, 12), 0.9, "with_mask", 0.8) for i in range(2)]
+    f = scoring.score_scenes([scene(faces, detections)], CLASSES)
+    big, small = f.classifier["by_size"]["32-64"], f.classifier["by_size"]["<16"]
+    assert (big["without_mask_found"], big["without_mask_caught"], big["violations_caught"]) == (4, 3, 0.75)
+    assert big["ece"] == pytest.approx(1.22 / 6)
+    assert (small["without_mask_found"], small["without_mask_caught"], small["violations_caught"]) == (2, 0, 0.0)
+    assert small["ece"] == pytest.approx(0.8)
+    assert f.classifier["violations_caught"] == pytest.approx(3 / 6)
+    assert f.classifier["ece"] == pytest.approx((1.22 + 2 * 0.8) / 8)  # the 12 px bin 0.8 is apart from the rest
+    h = f.headline  # >= 32 px: the 40 px faces only
+    assert (h["violations_caught"], h["ece"]) == (0.75, pytest.approx(1.22 / 6))
 
 
 def test_targets_met_when_everything_is_right():
@@ -534,7 +570,11 @@ def test_scenes_end_to_end(scene_dir, tiny_model, tmp_path, capfd, recwarn):
         assert (report / name).stat().st_size > 0, name
     assert not [p for p in report.iterdir() if p.name.startswith(".")]  # no temporary files left
     summary = (report / "summary.md").read_text()
-    assert "| 0.3 | 75.0% | 0.33 | 75.0% | 4 |" in summary
+    assert "| 0.3 | 75.0% | 0.33 | 75.0% | 4 | " in summary
+    h03 = data["by_iou"]["0.3"]["headline"]
+    assert h03["violations_caught"] == 1.0 and 0 <= h03["ece"] <= 1  # a.png's bare face found and said so
+    assert f"| 4 | 100.0% (1/1) | {h03['ece']:.3f} |" in summary
+    assert "violations caught" in summary and "ECE" in summary
     assert "mask_weared_incorrect faces found were labelled: with_mask 0, without_mask 1" in summary
 
 

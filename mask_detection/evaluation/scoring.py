@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..classes import INCORRECT_MASK, WITHOUT_MASK
-from ..metrics import classification_figures
+from ..metrics import classification_figures, expected_calibration_error
 from .matching import BUCKET_NAMES, DetectionRecord, FaceRecord, match_scenes
 from .scenes import SceneResult
 from .voc import SCENE_CLASSES
@@ -144,6 +144,7 @@ def headline_figures(
         "targets": dict(TARGETS),
     }
     figures["meets_targets"] = _meets_targets(figures)
+    figures |= violations_and_calibration(scored, [f.label for f in scored], class_names)
     return figures
 
 
@@ -252,7 +253,31 @@ def classifier_figures(faces: Sequence[FaceRecord], class_names: Sequence[str], 
         faces, index, class_names, incorrect_as_without
     )
     figures["by_size"] = _classifier_by_size(scored, index, class_names, incorrect_as_without)
+    figures |= violations_and_calibration(
+        scored, [truth_label(f.label, incorrect_as_without) for f in scored], class_names
+    )
     return figures
+
+
+def violations_and_calibration(
+    found: Sequence[FaceRecord], truths: Sequence[str], class_names: Sequence[str]
+) -> Figures:
+    """Of the found bare faces (truth ``without_mask``), how many were labelled so ("violations caught"), and
+    the classifier's calibration error on the found faces (top-class probability vs being right); None when
+    there is nothing to measure. ``truths``: the class each face is scored against."""
+    bare = [f for f, truth in zip(found, truths, strict=True) if truth == WITHOUT_MASK]
+    caught = sum(f.predicted == WITHOUT_MASK for f in bare)
+    ece = None
+    if found:
+        index = {name: i for i, name in enumerate(class_names)}
+        probabilities = np.array([f.detection.probabilities for f in found], dtype=np.float64)
+        ece = expected_calibration_error(probabilities, np.array([index[t] for t in truths]))
+    return {
+        "without_mask_found": len(bare),
+        "without_mask_caught": caught,
+        "violations_caught": _ratio(caught, len(bare)),
+        "ece": ece,
+    }
 
 
 def _classified(
@@ -296,7 +321,9 @@ def _classifier_by_size(
                 "faces": len(rows),
                 "accuracy": sized["accuracy"],
                 "balanced_accuracy": sized["balanced_accuracy"],
-            }
+            } | violations_and_calibration(
+                rows, [truth_label(f.label, incorrect_as_without) for f in rows], class_names
+            )
     return by_size
 
 

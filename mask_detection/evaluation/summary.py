@@ -57,14 +57,15 @@ def _headline_lines(report: Report, primary: Report) -> list[str]:
     lines = [
         "## Headline (target slice: " + primary["headline"]["slice"] + ")",
         "",
-        "| IoU | detection recall | unmatched detections / photo | balanced accuracy (matched faces) | faces |",
-        "|---|---|---|---|---|",
+        "| IoU | detection recall | unmatched detections / photo | balanced accuracy (matched faces) | faces "
+        "| violations caught | ECE |",
+        "|---|---|---|---|---|---|---|",
     ]
     for key, figures in report["by_iou"].items():
         h = figures["headline"]
         lines.append(
             f"| {key} | {percent(h['detection_recall'])} | {unmatched_text(h)} | "
-            f"{percent(h['balanced_accuracy'])} | {h['faces']} |"
+            f"{percent(h['balanced_accuracy'])} | {h['faces']} | {violations_text(h)} | {ece_text(h)} |"
         )
     t = TARGETS
     lines += [
@@ -75,6 +76,16 @@ def _headline_lines(report: Report, primary: Report) -> list[str]:
         "",
     ]
     return lines
+
+
+def violations_text(figures: Report) -> str:
+    """Without_mask recall of found bare faces: "75.0% (3/4)"."""
+    return f"{percent(figures['violations_caught'])} ({figures['without_mask_caught']}/{figures['without_mask_found']})"
+
+
+def ece_text(figures: Report) -> str:
+    """The calibration error, three decimals."""
+    return "n/a" if figures["ece"] is None else f"{figures['ece']:.3f}"
 
 
 def unmatched_text(headline: Report) -> str:
@@ -172,10 +183,14 @@ def _classifier_lines(report: Report, primary: Report) -> list[str]:
             "",
             "By face size: "
             + ", ".join(
-                f"{k} px {percent(v['balanced_accuracy'])} balanced ({v['faces']} faces)"
+                f"{k} px {percent(v['balanced_accuracy'])} balanced, violations caught {violations_text(v)}, "
+                f"ECE {ece_text(v)} ({v['faces']} faces)"
                 for k, v in c["by_size"].items()
             )
             + ".",
+            "",
+            "Violations caught: found bare faces labelled without_mask. ECE: calibration error of the top-class "
+            "probability on the found faces (0: a reported 90% is right 90% of the time).",
         ]
     for label, counts in c["labels_given_to_other_classes"].items():
         lines += ["", f"{label} faces found were labelled: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + "."]

@@ -296,6 +296,13 @@ TINY_RUN = [
     "--no-cache",
     "--quiet",
 ]
+
+
+def tiny_run_command(data, out):
+    """The argv of a real train_model.py process doing TINY_RUN on ``data`` into ``out``."""
+    return [sys.executable, str(REPO / "train_model.py"), "--data", str(data), *TINY_RUN, "--out", str(out)]
+
+
 OUTPUT_NAMES = ("m.keras", "m.json", "m_split.json", "m_training.png", "m_confusion.png")
 
 
@@ -333,15 +340,7 @@ def test_full_disk_while_saving_keeps_every_old_file(tiny_arrays, tmp_path):
     folder = tmp_path / "models"
     old = make_old_model_files(folder)
     result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "train_model.py"),
-            "--data",
-            str(data),
-            *TINY_RUN,
-            "--out",
-            str(folder / "m.keras"),
-        ],
+        tiny_run_command(data, folder / "m.keras"),
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -374,15 +373,7 @@ def test_sigterm_while_saving_leaves_all_old_files_or_all_new(tiny_arrays, tmp_p
     folder = tmp_path / "models"
     old = make_old_model_files(folder)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "train_model.py"),
-            "--data",
-            str(data),
-            *TINY_RUN,
-            "--out",
-            str(folder / "m.keras"),
-        ],
+        tiny_run_command(data, folder / "m.keras"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -11,7 +11,6 @@ trackers.io.mot.load_mot_file is not used: it drops the visibility column, keeps
 scores class 1 (pedestrian) only.
 """
 
-import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 from ..classes import REGISTRY, canonical_name
 from ..errors import DatasetError
 from ..fileio import display_path, safe_text
-from .voc import XYWH
+from .voc import XYWH, finite_number
 
 CLASS_FILES = ("classes.txt", "labels.txt")  # looked for beside gt.txt, in this order
 SEGMENTS_FILE = "segments.txt"
@@ -213,9 +212,6 @@ def _whole(text: str, name: str, where: str) -> int:
 
 def _real(text: str, name: str, where: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise GroundTruthError(f"{where}: {name} is not a number ({safe_text(text[:20])!r})") from None
-    if not math.isfinite(value):
-        raise GroundTruthError(f"{where}: {name} is not a finite number ({safe_text(text[:20])!r})")
-    return value
+        return finite_number(text)
+    except ValueError as exc:
+        raise GroundTruthError(f"{where}: {name} is {exc} ({safe_text(text[:20])!r})") from None

@@ -129,9 +129,17 @@ def _number(element: Element, tag: str, where: str) -> float:
     if text is None:
         raise AnnotationError(f"{where}: missing <{tag}>")
     try:
+        return finite_number(text)
+    except ValueError as exc:
+        raise AnnotationError(f"{where}: <{tag}> is {exc} ({text[:20]!r})") from None
+
+
+def finite_number(text: str) -> float:
+    """``text`` as a finite float; ValueError saying "not a number" or "not a finite number" otherwise."""
+    try:
         value = float(text)
     except ValueError:
-        raise AnnotationError(f"{where}: <{tag}> is not a number ({text[:20]!r})") from None
+        raise ValueError("not a number") from None
     if not math.isfinite(value):
-        raise AnnotationError(f"{where}: <{tag}> is not a finite number ({text[:20]!r})")
+        raise ValueError("not a finite number")
     return value

@@ -14,9 +14,10 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 import time
-import zipfile
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,11 +30,13 @@ from tqdm import tqdm
 from . import INPUT_SIZE, __version__
 from ._tf import keras, tf
 from .arrays import DEFAULT_ARRAYS, load_arrays
-from .augment import AUGMENT_VERSION, augment_batch
+from .augment import AUGMENT_VERSION, augment_view
+from .backbones import BACKBONES
 from .backbones import weights_id as backbone_weights_id
 from .errors import DatasetError, MaskDetectionError, OutputError
 from .export import convert
-from .fileio import atomic_path, atomic_paths, check_writable, display_path, refuse_overwriting_inputs
+from .feature_store import DEFAULT_LIMIT_BYTES, FeatureStore
+from .fileio import atomic_paths, check_writable, display_path, refuse_overwriting_inputs
 from .interrupts import StopFlag
 from .litert import LiteRTFunction
 from .metrics import (
@@ -68,6 +71,8 @@ FEATURE_ENGINES = ("auto", "litert", "tensorflow")
 # Converting the backbone takes 20-30 s; from about this many images on it pays for itself (it saves 20-45 ms
 # per image on 2 cores).
 FAST_ENGINE_MIN_IMAGES = 1000
+# Computed features are stored in transactions of this many (an interrupted run keeps what it computed).
+STORE_EVERY = 512
 
 
 @dataclass
@@ -88,6 +93,7 @@ class TrainConfig:
     hidden_units: int = HIDDEN_UNITS
     dropout: float = DROPOUT
     cache_dir: object = None  # None: the user cache folder; False: no cache
+    cache_limit: int = DEFAULT_LIMIT_BYTES  # bytes of features the cache keeps; least recently used go first
     progress: bool = False  # progress bars and Keras' epoch lines on the terminal
     extra: dict = field(default_factory=dict)
 
@@ -100,7 +106,7 @@ class TrainConfig:
         def bad(message):
             return MaskDetectionError(f"training setting {message}")
 
-        for name in ("epochs", "batch_size", "patience", "hidden_units"):
+        for name in ("epochs", "batch_size", "patience", "hidden_units", "cache_limit"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise bad(f"{name} must be a whole number of at least 1, got {value!r}")
@@ -139,11 +145,19 @@ def default_cache_dir() -> Path:
 
 
 def split_indices(
-    labels: np.ndarray, seed: int, val_fraction: float, test_fraction: float, n_classes: int | None = None
+    labels: np.ndarray,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    n_classes: int | None = None,
+    sources: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Stratified train/validation/test indices with a fixed seed.
 
     ``n_classes``: the number of class names; a class with no image at all counts as a class with 0 images.
+    ``sources``: each picture's source (arrays' ``sources``); when there are several, the split is stratified by
+    source and class together, so that validation (where early stopping and the temperature are fitted) and test
+    hold scene crops in their share too. One source splits exactly as without it.
     """
     from sklearn.model_selection import train_test_split
 
@@ -160,24 +174,51 @@ def split_indices(
     # At least one image per class in the small splits, whatever the fractions.
     n_test = max(n_classes, int(round(n * test_fraction)))
     n_val = max(n_classes, int(round(n * val_fraction)))
+    strata = _split_strata(labels, sources, min(n_test, n_val))
     idx = np.arange(n)
-    rest, test = train_test_split(idx, test_size=n_test, stratify=labels, random_state=seed)
-    train, val = train_test_split(rest, test_size=n_val, stratify=labels[rest], random_state=seed)
+    rest, test = train_test_split(idx, test_size=n_test, stratify=strata, random_state=seed)
+    train, val = train_test_split(rest, test_size=n_val, stratify=strata[rest], random_state=seed)
     return {"train": np.sort(train), "validation": np.sort(val), "test": np.sort(test)}
 
 
-def feature_cache_key(
-    weights_id: str, images: np.ndarray, labels: np.ndarray, split: dict[str, np.ndarray], config: TrainConfig
-) -> str:
-    """Cache key: backbone and weights, the exact pixels (the same files cropped differently differ), the labels,
-    the split and the augmentation recipe."""
-    h = hashlib.sha256()
-    for part in (weights_id, INPUT_SIZE, AUGMENT_VERSION, config.augment_views, config.seed, images.shape):
-        h.update(repr(part).encode())
-    h.update(memoryview(np.ascontiguousarray(images)).cast("B"))
-    h.update(np.asarray(labels, np.int64).tobytes())
-    h.update(np.asarray(split["train"], np.int64).tobytes())
-    return h.hexdigest()[:20]
+def _split_strata(labels: np.ndarray, sources: np.ndarray | None, smallest_split: int) -> np.ndarray:
+    """Source and class combined, when there are several sources and every combination has enough pictures to
+    appear in each split; otherwise the class alone."""
+    if sources is None or len(np.unique(sources)) < 2:
+        return labels
+    _, strata = np.unique(
+        np.char.add(np.char.add(np.asarray(sources, str), "|"), np.asarray(labels).astype(str)), return_inverse=True
+    )
+    counts = np.bincount(strata)
+    if counts.min() < MIN_IMAGES_PER_CLASS or len(counts) > smallest_split:
+        return labels
+    return strata
+
+
+def picture_keys(images: np.ndarray) -> list[str]:
+    """Each picture's content key: sha256 of its model-input pixels and shape (32 hex digits).
+
+    The pixels, not the source files' hashes: the same file cropped differently (loader's face crop or not) is
+    another picture. The same pixels get the same key in any arrays file, split or mix of sources.
+    """
+    shape = repr(images.shape[1:]).encode()
+    keys = []
+    for image in images:
+        digest = hashlib.sha256(shape)
+        digest.update(memoryview(np.ascontiguousarray(image)).cast("B"))
+        keys.append(digest.hexdigest()[:32])
+    return keys
+
+
+def view_names(augment_views: int) -> list[str]:
+    """The views of each picture whose features are computed: the original, then the augmented views, named
+    with the augmentation recipe's version (a new recipe makes new views)."""
+    return ["original", *(f"augment-v{AUGMENT_VERSION}-{view}" for view in range(1, augment_views + 1))]
+
+
+def feature_key(weights_id: str, view: str, picture: str) -> str:
+    """A picture view's key in the feature cache: backbone and weights, view, picture content."""
+    return f"{weights_id}/{view}/{picture}"
 
 
 def extract_features(
@@ -186,17 +227,19 @@ def extract_features(
     indices: np.ndarray,
     batch_size: int,
     bar: tqdm,
-    transform: Callable | None = None,
+    transform: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    done: Callable[[np.ndarray, np.ndarray], None] | None = None,
 ) -> np.ndarray:
-    """Pooled features for ``images[indices]``, in batches, optionally transformed first (augmentation).
+    """Pooled features for ``images[indices]``, in batches, optionally transformed first (augmentation:
+    ``transform(batch, batch_indices)``); ``done(batch_indices, features)`` is told of each batch.
 
     The next batch is prepared on a helper thread while the backbone runs on this one (OpenCV, NumPy and LiteRT
-    release the GIL); one helper keeps the batches, and so the random augmentations, in order.
+    release the GIL).
     """
 
     def prepare(start):
         batch = images[indices[start : start + batch_size]]
-        return transform(batch) if transform is not None else batch
+        return transform(batch, indices[start : start + batch_size]) if transform is not None else batch
 
     starts = range(0, len(indices), batch_size)
     out = None
@@ -210,6 +253,8 @@ def extract_features(
             if out is None:
                 out = np.empty((len(indices), feats.shape[-1]), np.float32)
             out[start : start + len(batch)] = feats
+            if done is not None:
+                done(indices[start : start + len(batch)], feats)
             bar.update(len(batch))
     return out
 
@@ -262,45 +307,26 @@ def feature_function(
     return fast, "LiteRT"
 
 
-def compute_all_features(
-    extractor: Any,
-    images: np.ndarray,
-    split: dict[str, np.ndarray],
-    config: TrainConfig,
-    log: Log,
-    warn: Log | None = None,
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """Features of every image (original view) and ``augment_views`` augmented views of the training images."""
-    n_train = len(split["train"])
-    total = len(images) + config.augment_views * n_train
-    run, engine = feature_function(extractor, config.feature_engine, total, images[:4], log, warn)
-    with tqdm(
-        total=total,
-        desc=f"backbone features ({engine})",
-        unit="img",
-        disable=not config.progress,
-        file=sys.stderr,
-        dynamic_ncols=True,
-    ) as bar:
-        base = extract_features(run, images, np.arange(len(images)), FEATURE_BATCH, bar)
-        views = []
-        for view in range(config.augment_views):
-            rng = np.random.default_rng([config.seed, view])
-            views.append(
-                extract_features(
-                    run, images, split["train"], FEATURE_BATCH, bar, transform=lambda b, rng=rng: augment_batch(b, rng)
-                )
-            )
-    aug = np.stack(views) if views else np.zeros((0, n_train, base.shape[1]), np.float32)
-    return base, aug, engine
-
-
 @dataclass
 class FeatureCache:
-    """Where backbone features are cached (None: nowhere) and whether new entries can be written there."""
+    """Where backbone features are cached (None: nowhere), whether new entries can be written there, and how many
+    bytes of features it keeps."""
 
     folder: Path | None
     writable: bool = False
+    limit: int = DEFAULT_LIMIT_BYTES
+
+    def open(self, log: Log, warn: Log) -> FeatureStore | None:
+        """The feature store, or None when there is none to use (problems are warnings)."""
+        if self.folder is None:
+            return None
+        store = FeatureStore(self.folder, self.limit, warn, writable=self.writable)
+        if store.created:
+            remove_per_dataset_cache_files(self.folder, log)
+        if not store.readable:
+            store.close()
+            return None
+        return store
 
 
 def usable_cache(config: TrainConfig, warn: Log) -> FeatureCache:
@@ -315,8 +341,27 @@ def usable_cache(config: TrainConfig, warn: Log) -> FeatureCache:
         check_writable(cache_dir, folder=True)
     except OutputError as exc:
         warn(f"feature cache not written: {exc}")
-        return FeatureCache(Path(cache_dir), writable=False)
-    return FeatureCache(Path(cache_dir), writable=True)
+        return FeatureCache(Path(cache_dir), writable=False, limit=config.cache_limit)
+    return FeatureCache(Path(cache_dir), writable=True, limit=config.cache_limit)
+
+
+# The cache before the per-picture store: one file per backbone and dataset, e.g. resnet50-0123456789abcdef0123.npz
+_PER_DATASET_ENTRY = re.compile(rf"({'|'.join(BACKBONES)})-[0-9a-f]{{20}}\.npz")
+
+
+def remove_per_dataset_cache_files(folder: Path, log: Log) -> None:
+    """Remove the earlier per-dataset cache files from the folder, once (when the feature store is created):
+    nothing reads them any more and they were never bounded."""
+    removed = 0
+    try:
+        for path in folder.iterdir():
+            if _PER_DATASET_ENTRY.fullmatch(path.name) and path.is_file():
+                path.unlink()
+                removed += 1
+    except OSError:
+        pass  # whatever is left stays; it is only disk space
+    if removed:
+        log(f"feature cache: removed {removed} file(s) of the earlier per-dataset cache from {display_path(folder)}")
 
 
 def load_or_compute_features(
@@ -328,39 +373,114 @@ def load_or_compute_features(
     cache: FeatureCache,
     log: Log,
     warn: Log,
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """(features of every image, augmented views of the training images, where they came from)."""
-    cache_file = None
-    if cache.folder and weights_id != "random":
-        key = feature_cache_key(weights_id, arrays["images"], arrays["labels"], split, config)
-        cache_file = cache.folder / f"{config.backbone}-{key}.npz"
-        cached = _read_cached_features(cache_file, len(arrays["labels"]), (config.augment_views, len(split["train"])))
-        if cached is not None:
-            log(f"backbone features: from cache {cache_file}")
-            return (*cached, "cache")
-    base, aug, engine = compute_all_features(extractor, arrays["images"], split, config, log, warn)
-    if cache_file is not None and cache.writable:
-        try:
-            with atomic_path(cache_file) as tmp:
-                np.savez(tmp, base=base, aug=aug)
-        except OSError as exc:
-            warn(f"could not write the feature cache {display_path(cache_file)}: {exc.strerror or exc}")
-    return base, aug, engine
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(features of every image, augmented views of the training images, where they came from).
 
-
-def _read_cached_features(
-    cache_file: Path, n_images: int, views_shape: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """(base, aug) from a cache entry of the expected shapes, or None (missing, or unreadable: e.g. truncated,
-    then computed again and overwritten)."""
-    if not cache_file.is_file():
-        return None
+    Each picture view's features are looked up in the cache by picture content, backbone weights and view; only
+    the missing ones are computed, and stored. With a writable cache the augmented views of every picture are
+    computed, not only of this split's training pictures, so that another split (which adding pictures makes)
+    finds them too.
+    """
+    images = arrays["images"]
+    n = len(images)
+    dim = int(extractor.output_shape[-1])
+    views = view_names(config.augment_views)
+    pictures = picture_keys(images)
+    store = cache.open(log, warn) if weights_id != "random" else None
     try:
-        with np.load(cache_file) as cached:
-            base, aug = cached["base"], cached["aug"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None
-    return (base, aug) if base.shape[0] == n_images and aug.shape[:2] == views_shape else None
+        augmented = np.arange(n) if store is not None and store.writable else split["train"]
+        features = np.zeros((len(views), n, dim), np.float32)
+        missing, from_cache = [], 0
+        for v, view in enumerate(views):
+            indices = np.arange(n) if v == 0 else augmented
+            keys = [feature_key(weights_id, view, pictures[i]) for i in indices]
+            found = store.get(keys, dim) if store is not None else {}
+            todo = []
+            for i, key in zip(indices, keys, strict=True):
+                vector = found.get(key)
+                if vector is None:
+                    todo.append(i)
+                else:
+                    features[v, i] = vector
+            from_cache += len(indices) - len(todo)
+            if todo:
+                missing.append((v, np.array(todo, np.int64)))
+        to_compute = sum(len(todo) for _, todo in missing)
+        if store is not None:
+            log(
+                f"backbone features: {from_cache} of {from_cache + to_compute} picture views from the cache "
+                f"{display_path(store.path)}"
+            )
+        engine = None
+        if to_compute:
+            engine = compute_missing_features(
+                extractor, images, pictures, views, missing, features, config, weights_id, store, log, warn
+            )
+        if store is not None:
+            store.evict()
+    finally:
+        if store is not None:
+            store.close()
+    base = features[0]
+    aug = features[1:][:, split["train"]]
+    return base, aug, {"cache": from_cache, "computed": to_compute, "engine": engine}
+
+
+def compute_missing_features(
+    extractor: Any,
+    images: np.ndarray,
+    pictures: list[str],
+    views: list[str],
+    missing: list[tuple[int, np.ndarray]],
+    features: np.ndarray,
+    config: TrainConfig,
+    weights_id: str,
+    store: FeatureStore | None,
+    log: Log,
+    warn: Log,
+) -> str:
+    """Fill ``features[view, index]`` for each view's missing indices and store them; returns the engine's name.
+
+    The engine is chosen by the number of images to compute, so a few new pictures never pay for the
+    conversion to LiteRT.
+    """
+    total = sum(len(todo) for _, todo in missing)
+    first = missing[0][1][:4]
+    run, engine = feature_function(extractor, config.feature_engine, total, images[first], log, warn)
+    pending: list[tuple[str, np.ndarray]] = []
+
+    def flush():
+        if store is not None and pending:
+            store.put(pending)
+        pending.clear()
+
+    with tqdm(
+        total=total,
+        desc=f"backbone features ({engine})",
+        unit="img",
+        disable=not config.progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    ) as bar:
+        for v, todo in missing:
+
+            def augment(batch, indices, view=v):
+                return np.stack(
+                    [augment_view(image, pictures[i], view) for image, i in zip(batch, indices, strict=True)]
+                )
+
+            def done(indices, feats, view=views[v]):
+                pending.extend(
+                    (feature_key(weights_id, view, pictures[i]), f) for i, f in zip(indices, feats, strict=True)
+                )
+                if len(pending) >= STORE_EVERY:
+                    flush()
+
+            features[v, todo] = extract_features(
+                run, images, todo, FEATURE_BATCH, bar, transform=augment if v else None, done=done
+            )
+        flush()
+    return engine
 
 
 def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -642,6 +762,34 @@ def assemble_model(
     return model
 
 
+def _count_by_source(sources: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict[str, dict[str, int]]:
+    return {
+        str(source): {name: int(((sources == source) & (labels == i)).sum()) for i, name in enumerate(class_names)}
+        for source in np.unique(sources)
+    }
+
+
+def _test_by_source(
+    test: HeldOutScore, labels: np.ndarray, sources: np.ndarray, class_names: list[str]
+) -> dict[str, dict]:
+    """The test split's figures for each source apart (scene crops are harder than close-ups)."""
+    predicted = test.probabilities.argmax(axis=1)
+    test_sources, truth = sources[test.indices], labels[test.indices]
+    out = {}
+    for source in np.unique(test_sources):
+        mine = test_sources == source
+        with warnings.catch_warnings():  # a source with one class in the test split is fine here
+            warnings.simplefilter("ignore", UserWarning)
+            figures = classification_figures(truth[mine], predicted[mine], class_names)
+        out[str(source)] = {
+            "pictures": int(mine.sum()),
+            "errors": int((truth[mine] != predicted[mine]).sum()),
+            "accuracy": figures["accuracy"],
+            "balanced_accuracy": figures["balanced_accuracy"],
+        }
+    return out
+
+
 def training_metadata(
     config: TrainConfig,
     class_names: list[str],
@@ -651,10 +799,13 @@ def training_metadata(
     test: HeldOutScore,
     calibration: Calibration,
     weights_id: str,
-    feature_source: str,
+    feature_source: dict,
     split_file: Path,
+    sources: np.ndarray | None = None,
 ) -> dict:
-    """The model's metadata (the JSON beside it); ``timing_seconds`` is filled in by the caller."""
+    """The model's metadata (the JSON beside it); ``timing_seconds`` is filled in by the caller.
+
+    ``sources``: each picture's source (arrays' ``sources``), counted per source and class when given."""
     best = head.best_epoch
     return {
         "format": "mask_detection classifier",
@@ -679,6 +830,7 @@ def training_metadata(
             "file": str(config.data),
             "images": int(len(labels)),
             "per_class": {name: int((labels == i).sum()) for i, name in enumerate(class_names)},
+            **({"per_source": _count_by_source(sources, labels, class_names)} if sources is not None else {}),
         },
         "split": {
             "seed": config.seed,
@@ -691,6 +843,7 @@ def training_metadata(
             "file": split_file.name,
         },
         "test": test.figures,
+        **({"test_by_source": _test_by_source(test, labels, sources, class_names)} if sources is not None else {}),
         "calibration": calibration.to_json(),
         "validation_accuracy": (
             float(head.history["val_accuracy"][best - 1]) if head.history.get("val_accuracy") else None
@@ -747,7 +900,9 @@ def train(config: TrainConfig, log: Log | None = None, warn: Log | None = None) 
     check_training_data(arrays, config.data)
     class_names = [str(c) for c in arrays["class_names"]]
     labels = np.asarray(arrays["labels"], np.int64)
-    split = split_indices(labels, config.seed, config.val_fraction, config.test_fraction, len(class_names))
+    split = split_indices(
+        labels, config.seed, config.val_fraction, config.test_fraction, len(class_names), arrays.get("sources")
+    )
     cache = usable_cache(config, warn)
     log(
         f"data: {len(labels)} images, classes {', '.join(class_names)}; split train/validation/test = "
@@ -766,7 +921,17 @@ def train(config: TrainConfig, log: Log | None = None, warn: Log | None = None) 
     test = score_on_test_split(head, base, labels, split["test"], class_names, calibration)
     model = assemble_model(extractor, head, arrays["images"], test, config.learning_rate, calibration.temperature)
     metadata = training_metadata(
-        config, class_names, labels, split, head, test, calibration, weights_id, feature_source, paths["split"]
+        config,
+        class_names,
+        labels,
+        split,
+        head,
+        test,
+        calibration,
+        weights_id,
+        feature_source,
+        paths["split"],
+        arrays.get("sources"),
     )
     metadata["timing_seconds"] = {
         "features": round(feature_seconds, 1),

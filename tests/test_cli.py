@@ -31,6 +31,8 @@ COMMANDS = {
         ("detect_webcam.py", ["--max-frames", "zero"]),
         ("train_model.py", ["--epochs", "0"]),
         ("train_model.py", ["--learning-rate", "nan"]),
+        ("train_model.py", ["--cache-limit", "2TB"]),
+        ("train_model.py", ["--cache-limit", "0"]),
         ("loader.py", ["--face-confidence", "2"]),
         ("evaluate.py", ["--scenes", "x", "--iou", "0"]),
         ("export_model.py", ["--quantize", "bogus"]),

@@ -191,6 +191,9 @@ def test_figures_on_hand_made_scenes(hand_made):
         "without_mask_found": 1,
         "without_mask_caught": 0,
         "violations_caught": 0.0,
+        "with_mask_found": 2,
+        "with_mask_recognised": 2,
+        "with_mask_recall": 1.0,
         "ece": pytest.approx(0.9 - 2 / 3),
     }
     assert c["by_size"][">=64"]["violations_caught"] == 1.0 and c["by_size"][">=64"]["ece"] == pytest.approx(0.1)
@@ -293,6 +296,20 @@ def test_violations_caught_and_calibration_per_size():
     assert f.classifier["ece"] == pytest.approx((1.22 + 2 * 0.8) / 8)  # the 12 px bin 0.8 is apart from the rest
     h = f.headline  # >= 32 px: the 40 px faces only
     assert (h["violations_caught"], h["ece"]) == (0.75, pytest.approx(1.22 / 6))
+    assert (h["with_mask_found"], h["with_mask_recognised"], h["with_mask_recall"]) == (2, 2, 1.0)
+
+
+def test_masks_recognised_counts_masked_faces_called_bare():
+    """3 masked faces of 40 px: 2 said with_mask, 1 said without_mask (a false alarm at the door); 1 bare face."""
+    truths = ["with_mask"] * 3 + ["without_mask"]
+    said = ["with_mask", "with_mask", "without_mask", "without_mask"]
+    boxes = [(i * 60, 0, 40, 40) for i in range(4)]
+    detections = [det(box, 0.9, label) for box, label in zip(boxes, said, strict=True)]
+    f = scoring.score_scenes([scene(list(zip(boxes, truths, strict=True)), detections)], CLASSES)
+    for figures in (f.headline, f.classifier, f.classifier["by_size"]["32-64"]):
+        assert (figures["with_mask_found"], figures["with_mask_recognised"]) == (3, 2)
+        assert figures["with_mask_recall"] == pytest.approx(2 / 3)
+        assert (figures["without_mask_found"], figures["without_mask_caught"]) == (1, 1)
 
 
 def test_targets_met_when_everything_is_right():
@@ -573,7 +590,8 @@ def test_scenes_end_to_end(scene_dir, tiny_model, tmp_path, capfd, recwarn):
     assert "| 0.3 | 75.0% | 0.33 | 75.0% | 4 | " in summary
     h03 = data["by_iou"]["0.3"]["headline"]
     assert h03["violations_caught"] == 1.0 and 0 <= h03["ece"] <= 1  # a.png's bare face found and said so
-    assert f"| 4 | 100.0% (1/1) | {h03['ece']:.3f} |" in summary
+    masks = f"{h03['with_mask_recall']:.1%} ({h03['with_mask_recognised']}/{h03['with_mask_found']})"
+    assert f"| 4 | 100.0% (1/1) | {masks} | {h03['ece']:.3f} |" in summary
     assert "violations caught" in summary and "ECE" in summary
     assert "mask_weared_incorrect faces found were labelled: with_mask 0, without_mask 1" in summary
 

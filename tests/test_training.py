@@ -132,16 +132,19 @@ def test_efficientnet_lite0_cli_learns_and_uses_feature_cache(tiny_arrays, tmp_p
     assert train_command.main(args) == 0
     first = capfd.readouterr().out
     assert "precision" in first and "test accuracy" in first  # sklearn's report on the terminal
-    assert len(list(cache.glob("efficientnet_lite0-*.npz"))) == 1
+    assert [p.name for p in cache.iterdir()] == ["features.sqlite3"]
     meta = json.loads(out.with_suffix(".json").read_text())
-    assert meta["features_from"] == "LiteRT"
+    # Every picture's original and augmented view: the augmented views of the validation and test pictures too,
+    # for other splits.
+    assert meta["features_from"] == {"cache": 0, "computed": 2 * len(arrays["images"]), "engine": "LiteRT"}
     assert meta["test"]["accuracy"] == 1.0  # two trivially separable classes, ImageNet features
     assert meta["weights"].startswith("efficientnet_lite0:")
 
     assert train_command.main(args) == 0
-    assert "from cache" in capfd.readouterr().out
+    assert "backbone features: 32 of 32 picture views from the cache" in capfd.readouterr().out
     second_meta = json.loads(out.with_suffix(".json").read_text())
-    assert second_meta["features_from"] == "cache" and second_meta["test"] == meta["test"]
+    assert second_meta["features_from"] == {"cache": 32, "computed": 0, "engine": None}
+    assert second_meta["test"] == meta["test"]
 
 
 def tiny_extractor():
@@ -267,18 +270,23 @@ def test_interrupt_leaves_existing_model_untouched(tiny_arrays, tmp_path):
 
 
 def test_feature_cache_key_follows_the_pixels(tiny_arrays):
-    """The same files cropped differently (loader --face-crop) must not reuse each other's cached features."""
-    from mask_detection.training import TrainConfig, feature_cache_key, split_indices
+    """The same files cropped differently (loader --face-crop) must not reuse each other's cached features; the
+    same pixels get the same key wherever they are."""
+    from mask_detection.training import feature_key, picture_keys, view_names
 
     _, arrays = tiny_arrays
-    config = TrainConfig()
-    split = split_indices(arrays["labels"], 42, 0.15, 0.15)
-    key = feature_cache_key("w", arrays["images"], arrays["labels"], split, config)
+    keys = picture_keys(arrays["images"])
+    assert len(set(keys)) == len(keys) and all(len(key) == 32 for key in keys)
     cropped = arrays["images"].copy()
     cropped[0, 0, 0, 0] ^= 1
-    assert feature_cache_key("w", cropped, arrays["labels"], split, config) != key
-    assert feature_cache_key("w", arrays["images"].copy(), arrays["labels"], split, config) == key
-    assert feature_cache_key("other", arrays["images"], arrays["labels"], split, config) != key
+    changed = picture_keys(cropped)
+    assert changed[0] != keys[0] and changed[1:] == keys[1:]
+    assert picture_keys(arrays["images"][::-1].copy()) == keys[::-1]  # position and neighbours do not matter
+    assert picture_keys(arrays["images"][:, :112, :112].copy())[0] != keys[0]
+    views = view_names(2)
+    assert views[0] == "original" and len(set(views)) == 3
+    key = feature_key("w", views[1], keys[0])
+    assert len({key, feature_key("other", views[1], keys[0]), feature_key("w", views[2], keys[0])}) == 3
 
 
 # ------------------------------------------------------------------ issue 9: nothing lost, nothing crashes
@@ -419,7 +427,7 @@ def test_outputs_never_replace_the_training_data(tiny_arrays, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m_split.json"]
 
 
-def save_custom_arrays(path, images, labels):
+def save_custom_arrays(path, images, labels, sources=None):
     from mask_detection.arrays import save_arrays
 
     n = len(labels)
@@ -431,7 +439,8 @@ def save_custom_arrays(path, images, labels):
             "class_names": np.array(["with_mask", "without_mask"]),
             "paths": np.array([f"{i}.png" for i in range(n)], dtype=str).reshape(n),
             "hashes": np.array([f"{i}".ljust(64, "0") for i in range(n)], dtype=str).reshape(n),
-        },
+        }
+        | ({} if sources is None else {"sources": np.asarray(sources, str)}),
     )
     return path
 
@@ -482,7 +491,7 @@ def test_non_finite_learning_rate_is_refused(tiny_arrays, tmp_path, value, capsy
 
 def test_feature_cache_problems_only_warn(tiny_arrays, tmp_path, capfd):
     """The cache is optional: an unwritable cache folder is a warning (on stderr, even with --quiet) and a
-    damaged cache entry is computed again."""
+    damaged cache file is a warning too: the features are computed and it is replaced by a whole one."""
     data, _ = tiny_arrays
     run = [
         "--data",
@@ -510,13 +519,21 @@ def test_feature_cache_problems_only_warn(tiny_arrays, tmp_path, capfd):
     assert (tmp_path / "m.keras").is_file()
 
     cache = tmp_path / "cache"
-    assert train_command.main([*run, "--cache-dir", str(cache)]) == 0
-    (entry,) = cache.glob("efficientnet_lite0-*.npz")
-    entry.write_bytes(entry.read_bytes()[:1000])  # truncated, e.g. by a crash of another tool
+    cache.mkdir()
+    damaged = cache / "features.sqlite3"
+    damaged.write_bytes(b"\x00not a database, e.g. half written by a crash of another tool" * 100)
     assert train_command.main([*run[:-2], "--cache-dir", str(cache), "--out", str(tmp_path / "again.keras")]) == 0
-    assert json.loads((tmp_path / "again.json").read_text())["features_from"] == "TensorFlow"
-    with np.load(entry) as rewritten:  # and the entry is whole again
-        assert rewritten["base"].shape[0] == 16
+    warned = capfd.readouterr().err
+    assert warned == f"warning: feature cache {damaged} is damaged (file is not a database); replaced by a new one\n"
+    assert json.loads((tmp_path / "again.json").read_text())["features_from"] == {
+        "cache": 0,
+        "computed": 16,
+        "engine": "TensorFlow",
+    }
+    from mask_detection.feature_store import FeatureStore
+
+    with FeatureStore(cache) as store:  # and the file is a whole cache again, holding this run's features
+        assert store.readable and not store.created and store.size() > 16 * 1280 * 4
 
 
 # ------------------------------------------------------------------ issue 10: the invariants, pinned
@@ -610,6 +627,30 @@ def test_split_is_70_15_15_stratified_and_fixed_by_its_seed():
     ]
 
 
+def test_split_holds_each_source_in_its_share_and_one_source_splits_as_before():
+    """Scene crops (a minority source) land in validation and test in their share, so that early stopping and
+    the temperature are fitted on the kind of faces cameras see; a single source splits exactly as without."""
+    from mask_detection.training import split_indices
+
+    labels = np.array([0] * 100 + [1] * 100 + [0] * 30 + [1] * 10)
+    sources = np.array(["folders"] * 200 + ["scenes:x"] * 40)
+    split = split_indices(labels, 42, 0.15, 0.15, 2, sources)
+    for name in ("validation", "test"):
+        idx = split[name]
+        scene = idx[sources[idx] == "scenes:x"]
+        # 36 pictures per small split: 6 of them scene crops (40/240), 4-5 masked and 1-2 bare.
+        assert len(idx) == 36 and len(scene) == 6, name
+        assert sorted(np.bincount(labels[scene], minlength=2).tolist()) in ([1, 5], [2, 4]), name
+    everything = np.concatenate(list(split.values()))
+    assert len(set(everything.tolist())) == len(labels)
+    plain = split_indices(labels, 42, 0.15, 0.15, 2)
+    one_source = split_indices(labels, 42, 0.15, 0.15, 2, np.array(["folders"] * len(labels)))
+    assert all(np.array_equal(plain[name], one_source[name]) for name in plain)
+    # Too few pictures of a source and class to share out: the class alone is the stratum (no error).
+    few = np.array(["folders"] * 238 + ["scenes:x"] * 2)
+    assert sum(len(idx) for idx in split_indices(labels, 42, 0.15, 0.15, 2, few).values()) == len(labels)
+
+
 def test_early_stopping_saves_the_best_epochs_weights(tmp_path):
     """Labels that do not follow the pictures: the head learns the training images by heart and the validation
     loss goes up again. Training stops, and the model saved is the best epoch's (its validation loss is the
@@ -652,3 +693,52 @@ def test_early_stopping_saves_the_best_epochs_weights(tmp_path):
     calibrated_loss = float(k.losses.categorical_crossentropy(onehot, model(images, training=False)).numpy().mean())
     assert calibrated_loss <= saved_loss + 1e-6
     assert calibrated_loss == pytest.approx(meta["calibration"]["nll_after"], rel=1e-3, abs=1e-5)
+
+
+def test_metadata_counts_and_scores_each_source_apart(tmp_path):
+    """Two sources, as loader.py --scenes writes them: the split holds both, the metadata counts and scores each."""
+    from mask_detection.training import TrainConfig, train
+
+    images = make_arrays(tmp_path / "clean.npz", n_per_class=20)["images"]
+    labels = np.arange(40) // 20
+    sources = np.where(np.arange(40) % 2 == 0, "scenes:street", "folders")
+    data = save_custom_arrays(tmp_path / "arrays.npz", images, labels, sources)
+    config = TrainConfig(
+        data=str(data),
+        backbone="efficientnet_lite0",
+        epochs=2,
+        augment_views=0,
+        feature_engine="tensorflow",
+        out=str(tmp_path / "m.keras"),
+        cache_dir=False,
+    )
+    meta = train(config).metadata
+    assert meta["data"]["per_source"] == {
+        "folders": {"with_mask": 10, "without_mask": 10},
+        "scenes:street": {"with_mask": 10, "without_mask": 10},
+    }
+    by_source = meta["test_by_source"]
+    n_test = meta["split"]["sizes"]["test"]
+    assert {name: entry["pictures"] for name, entry in by_source.items()} == {
+        "folders": n_test // 2,
+        "scenes:street": n_test // 2,
+    }
+    errors = sum(entry["errors"] for entry in by_source.values())
+    assert errors == round((1 - meta["test"]["accuracy"]) * n_test)
+    for entry in by_source.values():
+        assert entry["accuracy"] == pytest.approx(1 - entry["errors"] / entry["pictures"])
+
+
+def test_a_source_with_one_class_in_the_test_split_is_scored_quietly():
+    import warnings
+
+    from mask_detection.training import HeldOutScore, _test_by_source
+
+    labels = np.array([0, 0, 1, 1, 0, 0])
+    sources = np.array(["folders"] * 4 + ["scenes:x"] * 2)  # the scene crops in test are all masked
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.1, 0.9], [0.3, 0.7], [0.4, 0.6], [0.8, 0.2]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn's "y_pred contains classes not in y_true" would be printed
+        by_source = _test_by_source(HeldOutScore(np.arange(6), probabilities, {}, ""), labels, sources, ["a", "b"])
+    assert by_source["folders"] == {"pictures": 4, "errors": 1, "accuracy": 0.75, "balanced_accuracy": 0.75}
+    assert by_source["scenes:x"]["errors"] == 1 and by_source["scenes:x"]["pictures"] == 2

@@ -8,10 +8,26 @@ them an input).
 """
 
 import argparse
+import math
+import re
 
 from ..backbones import BACKBONES
 from ..training import FAST_ENGINE_MIN_IMAGES, FEATURE_ENGINES, TrainConfig, TrainResult, train
 from . import common as cli
+
+_SIZE_UNITS = {"m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9}
+
+
+def data_size(text: str) -> int:
+    """A size in bytes from "500MB", "2GB", "1.5G" or "800" (megabytes without a unit)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if not match or (unit and unit not in _SIZE_UNITS):
+        raise argparse.ArgumentTypeError(f"expected a size such as 500MB or 2GB, got {text!r}")
+    size = float(match.group(1)) * _SIZE_UNITS.get(unit, 10**6)
+    if not math.isfinite(size) or size < 1:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return int(size)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -87,7 +103,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="default: %(default)s")
     p.add_argument("--test-fraction", type=float, default=defaults.test_fraction, help="default: %(default)s")
-    p.add_argument("--cache-dir", help="feature cache folder (default: ~/.cache/mask_detection/features)")
+    p.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="feature cache folder: one SQLite file of features per picture, backbone weights and view, reused by "
+        "any split or mix of pictures (default: $XDG_CACHE_HOME/mask_detection/features, else "
+        "~/.cache/mask_detection/features)",
+    )
+    p.add_argument(
+        "--cache-limit",
+        type=data_size,
+        default=defaults.cache_limit,
+        metavar="SIZE",
+        help="features the cache keeps, e.g. 500MB or 2GB (a number alone is MB); the least recently used go "
+        f"first (default: {defaults.cache_limit / 1e9:g}GB)",
+    )
     p.add_argument("--no-cache", action="store_true", help="compute backbone features again, store nothing")
     p.add_argument("--out", default=defaults.out, help="model file (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -116,6 +146,7 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
         patience=args.patience,
         feature_engine=args.feature_engine,
         cache_dir=False if args.no_cache else args.cache_dir,
+        cache_limit=args.cache_limit,
         progress=not args.quiet,
     )
 
@@ -134,7 +165,7 @@ def report(result: TrainResult) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    result = train(config_from(args), log=None if args.quiet else cli.say, warn=cli.warn)
+    result = train(config_from(args), log=None if args.quiet else cli.say, warn=cli.warn_above_progress)
     if not args.quiet:
         report(result)
     return cli.EXIT_OK

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..classes import INCORRECT_MASK, WITHOUT_MASK
+from ..classes import INCORRECT_MASK, WITH_MASK, WITHOUT_MASK
 from ..metrics import classification_figures, expected_calibration_error
 from .matching import BUCKET_NAMES, DetectionRecord, FaceRecord, match_scenes
 from .scenes import SceneResult
@@ -262,11 +262,14 @@ def classifier_figures(faces: Sequence[FaceRecord], class_names: Sequence[str], 
 def violations_and_calibration(
     found: Sequence[FaceRecord], truths: Sequence[str], class_names: Sequence[str]
 ) -> Figures:
-    """Of the found bare faces (truth ``without_mask``), how many were labelled so ("violations caught"), and
+    """Of the found bare faces (truth ``without_mask``), how many were labelled so ("violations caught"); of the
+    found masked faces, how many were labelled ``with_mask`` (a wrong "No mask" is a false alarm at the door); and
     the classifier's calibration error on the found faces (top-class probability vs being right); None when
     there is nothing to measure. ``truths``: the class each face is scored against."""
     bare = [f for f, truth in zip(found, truths, strict=True) if truth == WITHOUT_MASK]
     caught = sum(f.predicted == WITHOUT_MASK for f in bare)
+    masked = [f for f, truth in zip(found, truths, strict=True) if truth == WITH_MASK]
+    recognised = sum(f.predicted == WITH_MASK for f in masked)
     ece = None
     if found:
         index = {name: i for i, name in enumerate(class_names)}
@@ -276,6 +279,9 @@ def violations_and_calibration(
         "without_mask_found": len(bare),
         "without_mask_caught": caught,
         "violations_caught": _ratio(caught, len(bare)),
+        "with_mask_found": len(masked),
+        "with_mask_recognised": recognised,
+        "with_mask_recall": _ratio(recognised, len(masked)),
         "ece": ece,
     }
 

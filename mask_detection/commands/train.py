@@ -85,8 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--augment-views",
         type=cli.non_negative_int,
         default=defaults.augment_views,
-        help="augmented copies of each training image (flip, rotation, shift, brightness, blur, low "
-        "resolution), computed once (default: %(default)s)",
+        help="augmented copies of each training image (flip, rotation, shift, contrast and brightness, and "
+        "most degraded like a small face seen by a real camera: shrunk, blurred or noisy, JPEG), computed once "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--feature-engine",

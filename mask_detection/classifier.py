@@ -17,7 +17,7 @@ from .backbones import custom_objects
 from .errors import ModelError, exception_line
 from .fileio import display_path, sha256_file
 from .interfaces import Classifier
-from .litert import LiteRTClassifier
+from .litert import LiteRTClassifier, not_a_tflite_model, tflite_problem
 from .model import metadata_input_size, metadata_path, read_metadata
 from .paths import classifier_folders, fast_export_in, keras_model_in
 
@@ -177,11 +177,31 @@ def load_classifier(path: Path | str | None = None, threads: int | None = None, 
         metadata = read_metadata(path)
         classifier = KerasClassifier(load_keras_model(path), metadata, path)
     elif suffix == ".tflite":
-        metadata = read_metadata(path)
+        metadata = read_tflite_metadata(path)
         classifier = LiteRTClassifier(path, metadata, metadata_input_size(metadata), threads=threads)
     else:
         raise ModelError(f"unsupported model file {display_path(path)}: expected a .keras or .tflite file")
     return check_outputs(classifier, path, warn=warn)
+
+
+def read_tflite_metadata(path: Path) -> dict:
+    """The metadata beside a ``.tflite`` export. Without it, the message says which file is at fault: a damaged
+    model, or a model whose JSON was not copied with it (export_model.py writes both; training writes none)."""
+    meta = metadata_path(path)
+    if not meta.is_file():
+        shown = display_path(path)
+        try:
+            content = path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"cannot read model {shown}: {exc.strerror or exc}") from None
+        problem = tflite_problem(content)
+        if problem is not None:
+            raise not_a_tflite_model(shown, problem)
+        raise ModelError(
+            f"model {shown} has no metadata file {display_path(meta.name)} beside it (export_model.py writes "
+            "both: copy the .json with the .tflite)"
+        )
+    return read_metadata(path)
 
 
 def probe_images(size: int) -> np.ndarray:

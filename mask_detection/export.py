@@ -6,6 +6,7 @@ accuracy. A refused export leaves no file behind.
 """
 
 import json
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -20,7 +21,15 @@ from ._tf import silence_output, tf
 from .arrays import DEFAULT_ARRAYS, load_arrays
 from .classifier import KerasClassifier, check_outputs, load_keras_model
 from .errors import DatasetError, ModelError, OutputError
-from .fileio import atomic_paths, check_writable, display_path, refuse_overwriting_inputs, same_file, sha256_file
+from .fileio import (
+    atomic_paths,
+    check_writable,
+    display_path,
+    refuse_overwriting_inputs,
+    safe_text,
+    same_file,
+    sha256_file,
+)
 from .images import to_model_input
 from .interfaces import Classifier
 from .litert import LiteRTClassifier
@@ -52,18 +61,65 @@ def default_model_path() -> Path:
 
 
 def default_calibration_path(model_path: Path | str) -> Path | None:
-    """The arrays file the model was trained on (named in its metadata), else the loader's default arrays file,
-    else None."""
-    candidates = []
+    """The first of ``calibration_candidates(model_path)`` that is a file, else None."""
+    return next((c for c in calibration_candidates(model_path) if _is_file(c)), None)
+
+
+def _is_file(path: Path) -> bool:
     try:
-        meta = json.loads(metadata_path(model_path).read_text(encoding="utf-8"))
-        candidates.append(meta["data"]["file"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    candidates.append(str(DEFAULT_ARRAYS))
+        return path.is_file()
+    except OSError:  # e.g. a name too long for the file system: not a file to use
+        return False
+
+
+def calibration_candidates(model_path: Path | str) -> list[Path]:
+    """Where the arrays to check (and int8-calibrate) an export on are looked for, in order: the arrays file the
+    model was trained on (its metadata's ``data.file``) as named, and when that name is relative, also from the
+    folder above the model's (training writes ``models/`` in the folder it runs in, the one the name is relative
+    to); then the loader's default arrays file."""
+    model_path = Path(model_path)
+    candidates = []
+    trained_on = _trained_on(model_path)
+    if trained_on is not None:
+        candidates.append(trained_on)
+        if not trained_on.is_absolute():
+            candidates.append(Path(os.path.realpath(model_path)).parent.parent / trained_on)
+    candidates.append(DEFAULT_ARRAYS)
+    return list(dict.fromkeys(candidates))
+
+
+def _trained_on(model_path: Path) -> Path | None:
+    """The arrays file named in the model's metadata, or None."""
+    name = _data_record(model_path).get("file")
     # The metadata is only a hint: a value that is not a file name is ignored, never a crash.
-    found = next((c for c in candidates if isinstance(c, str) and c and "\0" not in c and Path(c).is_file()), None)
-    return Path(found) if found is not None else None
+    return Path(name) if isinstance(name, str) and name and "\0" not in name else None
+
+
+def _data_record(model_path: Path) -> dict:
+    """The metadata's ``data`` record (the arrays trained on), {} when there is none."""
+    try:
+        data = json.loads(metadata_path(model_path).read_text(encoding="utf-8"))["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def missing_calibration_message(model_path: Path | str) -> str:
+    """Why an int8 export of ``model_path`` has no calibration images, and the two ways to give it some."""
+    model_path = Path(model_path)
+    trained_on = _trained_on(model_path)
+    if trained_on is not None:
+        made_by = _data_record(model_path).get("made_by")
+        how = f"; made by: {safe_text(made_by[:200])}" if isinstance(made_by, str) and made_by.strip() else ""
+        looked = f"{display_path(model_path)} was trained on {display_path(trained_on)} (not found{how})"
+        if not same_file(trained_on, DEFAULT_ARRAYS):
+            looked += f" and there is no {DEFAULT_ARRAYS}"
+    else:
+        looked = f"the metadata of {display_path(model_path)} names no arrays file and there is no {DEFAULT_ARRAYS}"
+    return (
+        f"full-integer int8 export calibrates on training pictures, and none were found: {looked}; make the arrays "
+        "with loader.py, or name an arrays file with --calibration ARRAYS.npz"
+    )
 
 
 def default_output_path(model_path: Path | str, quantize: str) -> Path:
@@ -126,7 +182,7 @@ def load_check_data(
     """The images the export is checked (and int8-calibrated) on, and a sentence saying which they are."""
     if calibration_path is None:
         if need_calibration:
-            raise ModelError("full-integer int8 export needs calibration images: an arrays file made by the loader")
+            raise ModelError(missing_calibration_message(model_path))
         images = generated_images(size=input_size)
         return CheckData(
             images,

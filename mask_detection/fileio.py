@@ -3,9 +3,11 @@ together, checks made before any slow work (the target is writable, it is none o
 names shown safely whatever bytes they hold."""
 
 import contextlib
+import errno
 import os
 import re
 import signal
+import stat
 import tempfile
 import threading
 from pathlib import Path
@@ -55,6 +57,52 @@ def temporary_path(path, suffix=None):
     return Path(tmp)
 
 
+def is_stream_target(path):
+    """Whether ``path`` names a stream rather than a file to replace: a FIFO, a character device (``/dev/null``,
+    a terminal) or a link to one (``/proc/self/fd/1``). Such a target is written into as it is, never replaced
+    by a regular file (that would destroy ``/dev/null`` for a root user, and starve a FIFO's reader)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
+def _refuse_special(path):
+    """Raise OutputError for an existing target that is neither a regular file, a folder nor a stream (a block
+    device, a socket): writing there would destroy what it is, replacing it would destroy its name."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return
+    if stat.S_ISBLK(mode):
+        raise OutputError(f"refusing to write {display_path(path)}: it is a block device (a disk), not a file")
+    if stat.S_ISSOCK(mode):
+        raise OutputError(f"cannot write {display_path(path)}: it is a socket, not a file")
+
+
+def write_to_stream(path, data):
+    """Write ``data`` (bytes, or a path whose bytes to copy) into the stream target ``path`` as it is: opened
+    for writing without truncating or replacing it. OSError as it is (callers say what failed)."""
+    fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        with open(fd, "wb", buffering=0, closefd=False) as stream:
+            if isinstance(data, bytes | bytearray | memoryview):
+                _write_all(stream, data)
+            else:
+                with open(data, "rb") as source:
+                    for block in iter(lambda: source.read(1 << 20), b""):
+                        _write_all(stream, block)
+    finally:
+        os.close(fd)
+
+
+def _write_all(stream, data):
+    view = memoryview(data)
+    while view:
+        view = view[stream.write(view) :]
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix=None):
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
@@ -67,19 +115,33 @@ def atomic_paths(paths, suffixes=None):
     """Yield one temporary path per target; if the block succeeds, rename them all onto their targets.
 
     All files of a group are replaced together or not at all: on any failure (disk full, Ctrl-C, an error) the
-    temporaries are removed and every old file is kept. The renames run with interrupts held back.
+    temporaries are removed and every old file is kept. The renames run with interrupts held back. A target that
+    is a stream (``is_stream_target``: a FIFO, ``/dev/null``) gets the finished file's bytes written into it
+    instead, after the regular files are in place; it is never replaced. The temporary of a stream target is
+    made in the system's temporary folder (``/dev`` takes no new files).
     """
-    paths = [Path(p) for p in paths]
+    # A link is kept and what it points to is replaced (``ln -s /data/model.keras models/`` stays a link).
+    paths = [Path(os.path.realpath(p)) if os.path.islink(p) else Path(p) for p in paths]
     suffixes = list(suffixes) if suffixes is not None else [None] * len(paths)
     temporaries = []
+    streams = []
     try:
         for path, suffix in zip(paths, suffixes, strict=True):
+            _refuse_special(path)
+            if is_stream_target(path):
+                streams.append(path)
+                temporaries.append(temporary_path(Path(tempfile.gettempdir()) / path.name, suffix))
+                continue
             path.parent.mkdir(parents=True, exist_ok=True)  # OSError as it is: callers say what failed
             temporaries.append(temporary_path(path, suffix))
         yield temporaries
         with signals_held():
             for tmp, path in zip(temporaries, paths, strict=True):
-                os.replace(tmp, path)
+                if path not in streams:
+                    os.replace(tmp, path)
+        for tmp, path in zip(temporaries, paths, strict=True):
+            if path in streams:
+                write_to_stream(path, tmp)
     finally:
         for tmp in temporaries:
             with contextlib.suppress(OSError):
@@ -88,15 +150,31 @@ def atomic_paths(paths, suffixes=None):
 
 @contextlib.contextmanager
 def signals_held():
-    """Hold SIGINT/SIGTERM/SIGHUP back for the duration (main thread only; elsewhere signals do not arrive)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    """Hold SIGINT/SIGTERM/SIGHUP back for the duration: each one that arrives is noted and delivered again, to the
+    handler that was in place, when the block ends (main thread only; elsewhere handlers cannot be set, and
+    Python runs them in the main thread anyway).
+
+    Not a signal mask: the process's other threads (TensorFlow's, LiteRT's, tqdm's) would take a masked signal
+    and Python would still run its handler in the main thread, inside the block. An ignored signal stays
+    ignored."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED_SIGNALS)
+    arrived = []
+    previous = {}
+    for signum in _DEFERRED_SIGNALS:
+        handler = signal.getsignal(signum)
+        if handler is signal.SIG_IGN:
+            continue
+        previous[signum] = signal.SIG_DFL if handler is None else handler  # None: set outside Python
+        signal.signal(signum, lambda number, frame: arrived.append(number))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(arrived):  # each signal once, in the order they came
+            signal.raise_signal(signum)
 
 
 def write_text_atomic(path, text):
@@ -125,6 +203,11 @@ def check_writable(path, folder=False):
 
 def _check_writable(path, folder):
     shown = display_path(path)
+    _refuse_special(path)
+    if not folder and is_stream_target(path):
+        if not os.access(path, os.W_OK):
+            raise OutputError(f"cannot write {shown}: permission denied")
+        return path  # written into as a stream, never replaced
     if path.exists():
         if folder and not path.is_dir():
             raise OutputError(f"cannot write into {shown}: it is a file, not a folder")
@@ -140,6 +223,10 @@ def _check_writable(path, folder):
     try:
         probe = temporary_path(ancestor / "probe")
     except OSError as exc:
+        if exc.errno == errno.ENOENT:  # an existing folder that takes no new files (/proc, /sys)
+            raise OutputError(
+                f"cannot write {shown}: no new files can be created in {display_path(ancestor)}"
+            ) from None
         raise OutputError(f"cannot write {shown}: {display_path(ancestor)}: {exc.strerror or exc}") from None
     probe.unlink()
     return path

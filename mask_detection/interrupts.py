@@ -42,7 +42,8 @@ class StopFlag:
             signal.signal(signum, previous[signum])  # the same signal again: the previous behaviour, at once
 
         for signum in self.SIGNALS:
-            signal.signal(signum, handler)
+            if previous[signum] is not signal.SIG_IGN:  # nohup's ignored SIGHUP stays ignored
+                signal.signal(signum, handler)
         try:
             yield self
         finally:

@@ -42,6 +42,27 @@ def load_interpreter(content: bytes, threads: int, what: str) -> Interpreter:
     return interpreter
 
 
+def tflite_problem(content: bytes) -> str | None:
+    """Why ``content`` is not a TFLite model (empty, another kind of file, damaged), or None when LiteRT reads it.
+
+    Only for messages: it builds an interpreter, so it is called once loading has already failed or a model's
+    metadata is missing and the message must say which of the two files is at fault.
+    """
+    if not content:
+        return "empty file"
+    try:
+        with silence_stderr():
+            Interpreter(model_content=content, num_threads=1)
+    except (ValueError, RuntimeError, IndexError) as exc:
+        # A TFLite flatbuffer carries "TFL3" at bytes 4-8: without it the file is something else entirely.
+        return exception_line(exc) if content[4:8] == b"TFL3" else "not a TFLite flatbuffer"
+    return None
+
+
+def not_a_tflite_model(shown: str, problem: str) -> ModelError:
+    return ModelError(f"cannot load model {shown}: the file is damaged or not a TFLite model ({problem})")
+
+
 class LiteRTFunction:
     """A converted float model run image by image: uint8 batch (N, H, W, 3) in, stacked float32 outputs out.
 
@@ -96,7 +117,13 @@ class LiteRTClassifier:
             content = self.path.read_bytes()
         except OSError as exc:
             raise ModelError(f"cannot read model {self._shown}: {exc.strerror or exc}") from None
-        self._interpreter = load_interpreter(content, self.threads, f"model {self._shown}")
+        try:
+            self._interpreter = load_interpreter(content, self.threads, f"model {self._shown}")
+        except ModelError:
+            problem = tflite_problem(content)
+            if problem is not None:
+                raise not_a_tflite_model(self._shown, problem) from None
+            raise  # a valid model LiteRT cannot run (an unsupported op): its own message says why
         inp, out = self._interpreter.get_input_details(), self._interpreter.get_output_details()
         if len(inp) != 1 or len(out) != 1:
             raise ModelError(

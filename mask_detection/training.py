@@ -10,6 +10,7 @@ split and plots written as one group (all replaced, or none).
 TensorFlow runs the head (and the feature pass when it sees a GPU) on a GPU when one is visible.
 """
 
+import contextlib
 import hashlib
 import json
 import math
@@ -548,12 +549,17 @@ def output_paths(out: Path | str) -> dict[str, Path]:
     }
 
 
-def save_outputs(paths: dict[str, Path], write: Callable[[Callable[[str], Path]], None]) -> None:
+def save_outputs(
+    paths: dict[str, Path],
+    write: Callable[[Callable[[str], Path]], None],
+    on_saved: Callable[[dict[str, Path]], None] | None = None,
+) -> None:
     """Write the model's five files as one group: all replaced together, or none (every old file kept).
 
     ``write(target)`` writes each file to ``target(role)``, a temporary path. A failure (disk full, an
     interrupt) removes the temporaries; the plots and split of an old model must keep describing that model
-    (the export's self-check reads its split).
+    (the export's self-check reads its split). ``on_saved(paths)`` is called once the new files are in place,
+    before any interrupt that arrived meanwhile is raised: a caller stopped right after the save still knows of it.
     """
     roles = list(paths)
     current = [paths[roles[0]]]
@@ -562,12 +568,21 @@ def save_outputs(paths: dict[str, Path], write: Callable[[Callable[[str], Path]]
         current[0] = paths[role]
         return tmps[role]
 
+    stop = StopFlag()
     try:
-        with atomic_paths([paths[role] for role in roles]) as temporaries:
-            tmps = dict(zip(roles, temporaries, strict=True))
-            write(target)
+        with contextlib.ExitStack() as deferred:
+            with atomic_paths([paths[role] for role in roles]) as temporaries:
+                tmps = dict(zip(roles, temporaries, strict=True))
+                write(target)
+                # From the last write through the renames to on_saved, a signal only sets a flag, raised below.
+                # Blocking it (fileio.signals_held) holds it back from this thread alone: TensorFlow's threads
+                # take it, and Python raises it here all the same, between two renames or before on_saved.
+                deferred.enter_context(stop.on_signals())
+            if on_saved is not None:
+                on_saved(dict(paths))
     except OSError as exc:
         raise OutputError(f"cannot write {display_path(current[0])}: {exc.strerror or exc}") from None
+    stop.raise_if_set()
 
 
 @dataclass
@@ -863,6 +878,7 @@ def write_model_files(
     config: TrainConfig,
     class_names: list[str],
     started: float,
+    on_saved: Callable[[dict[str, Path]], None] | None = None,
 ) -> None:
     """The model, its metadata, split record and plots, as one group (see save_outputs)."""
     history, figures = metadata["history"], metadata["test"]
@@ -882,14 +898,20 @@ def write_model_files(
         metadata["timing_seconds"]["total"] = round(time.perf_counter() - started, 1)
         target("metadata").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
 
-    save_outputs(paths, write)
+    save_outputs(paths, write, on_saved)
 
 
-def train(config: TrainConfig, log: Log | None = None, warn: Log | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    log: Log | None = None,
+    warn: Log | None = None,
+    on_saved: Callable[[dict[str, Path]], None] | None = None,
+) -> TrainResult:
     """Train and save a classifier.
 
     ``log(message)``: progress messages (default: none); ``warn(message)``: problems that do not stop training
-    (default: none).
+    (default: none); ``on_saved(paths)``: called as soon as the new files are in place, before an interrupt that
+    came during the save is raised (so a command can say that the model was saved all the same).
     """
     log, warn = log or _quiet, warn or _quiet
     started = time.perf_counter()
@@ -940,5 +962,5 @@ def train(config: TrainConfig, log: Log | None = None, warn: Log | None = None) 
     }
     split_record = {name: [str(arrays["hashes"][i]) for i in idx] for name, idx in split.items()}
     split_record["note"] = "sha256 of the source files in each split"
-    write_model_files(paths, model, metadata, split_record, config, class_names, started)
+    write_model_files(paths, model, metadata, split_record, config, class_names, started, on_saved)
     return TrainResult(metadata, paths, test.report)

@@ -23,7 +23,15 @@ import cv2
 import numpy as np
 
 from .errors import MaskDetectionError
-from .fileio import check_writable, display_path, refuse_overwriting_inputs, signals_held, temporary_path
+from .fileio import (
+    check_writable,
+    display_path,
+    is_stream_target,
+    refuse_overwriting_inputs,
+    signals_held,
+    temporary_path,
+    write_to_stream,
+)
 from .images import quiet_opencv_logs
 
 # Handled like Ctrl-C: the current step finishes or is undone, outputs are finalised or left untouched, and the
@@ -139,6 +147,11 @@ def is_url(text: object) -> bool:
     return "://" in str(text)
 
 
+def display_url(url: str) -> str:
+    """A stream URL as messages and logs show it: without the password (``rtsp://admin:***@camera/``)."""
+    return display_path(re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*):[^/]*@", r"\1:***@", str(url)))
+
+
 def _utf8(name):
     try:
         name.encode("utf-8")
@@ -180,24 +193,15 @@ class FileSource:
 
     live = False
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, capture: "cv2.VideoCapture | None" = None) -> None:
+        """``capture``: an opened capture of ``path`` to read (a video file served over HTTP, a URL)."""
         quiet_opencv_logs()
-        self.name = display_path(path)
-        try:
-            info = os.stat(path)
-        except OSError as exc:  # missing, a name too long, a loop of links...
-            reason = "no such file" if isinstance(exc, FileNotFoundError) else exc.strerror or str(exc)
-            raise VideoError(f"cannot open video {self.name}: {reason}") from None
-        if not stat.S_ISREG(info.st_mode):
-            raise VideoError(f"cannot open video {self.name}: not a file")
-        link = _OpenCVName(path)
-        try:
-            self._cap = cv2.VideoCapture(link.name)
-        finally:
-            link.close()  # opened (or not): FFmpeg holds the file itself now
-        if not self._cap.isOpened():
-            self._cap.release()
-            raise VideoError(f"cannot open video {self.name}: not a video OpenCV can decode")
+        if capture is not None:
+            self.name = display_url(path)
+            self._cap = capture
+        else:
+            self.name = display_path(path)
+            self._cap = self._open_file(path)
         self.fps = _sane_fps(self._cap.get(cv2.CAP_PROP_FPS))
         self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.frames_read = 0
@@ -209,6 +213,24 @@ class FileSource:
         if self._pending is None:
             self._cap.release()
             raise VideoError(f"cannot decode video {self.name}: no frame could be read")
+
+    def _open_file(self, path):
+        try:
+            info = os.stat(path)
+        except OSError as exc:  # missing, a name too long, a loop of links...
+            reason = "no such file" if isinstance(exc, FileNotFoundError) else exc.strerror or str(exc)
+            raise VideoError(f"cannot open video {self.name}: {reason}") from None
+        if not stat.S_ISREG(info.st_mode):
+            raise VideoError(f"cannot open video {self.name}: not a file")
+        link = _OpenCVName(path)
+        try:
+            cap = cv2.VideoCapture(link.name)
+        finally:
+            link.close()  # opened (or not): FFmpeg holds the file itself now
+        if not cap.isOpened():
+            cap.release()
+            raise VideoError(f"cannot open video {self.name}: not a video OpenCV can decode")
+        return cap
 
     def _next(self):
         """(frame, timestamp) of the next frame that decodes, or None at the end."""
@@ -260,10 +282,11 @@ class LiveSource:
 
     live = True
 
-    def __init__(self, target: int | str, name: str) -> None:
+    def __init__(self, target: int | str, name: str, capture: "cv2.VideoCapture | None" = None) -> None:
+        """``capture``: ``target`` already opened."""
         quiet_opencv_logs()
         self.name = name
-        self._cap = cv2.VideoCapture(target)
+        self._cap = capture if capture is not None else cv2.VideoCapture(target)
         if not self._cap.isOpened():
             self._cap.release()
             raise VideoError(f"cannot open {name}")
@@ -336,7 +359,14 @@ def open_source(camera: int | None = None, video: str | None = None) -> "FileSou
         if is_url(video):
             if not _utf8(str(video)):  # OpenCV segfaults on such text, and a URL is text
                 raise VideoError(f"cannot open stream {display_path(video)}: the URL is not valid UTF-8")
-            return LiveSource(str(video), f"stream {video}")
+            quiet_opencv_logs()
+            capture = cv2.VideoCapture(str(video))
+            # A video file served over the network (HTTP, FTP, a recorded HLS playlist) announces its length;
+            # a live stream (RTSP, MJPEG, live HLS) does not. A file is read like a local one: every frame, in
+            # order, at decoding speed (read as live, all but the last frame would be skipped).
+            if capture.isOpened() and capture.get(cv2.CAP_PROP_FRAME_COUNT) > 0:
+                return FileSource(str(video), capture)
+            return LiveSource(str(video), f"stream {display_url(video)}", capture)
         return FileSource(video)
     index = 0 if camera is None else int(camera)
     return LiveSource(index, f"camera {index}")
@@ -344,9 +374,12 @@ def open_source(camera: int | None = None, video: str | None = None) -> "FileSou
 
 def check_output(path: str | os.PathLike, video: str | None = None) -> Path:
     """Refuse an output video path at once, before any slow work: a name without a video suffix, the input
-    video itself (under any spelling), a place that cannot be written. Creates nothing."""
+    video itself (under any spelling), a place that cannot be written. Creates nothing.
+
+    A stream target (``fileio.is_stream_target``: a FIFO, ``/dev/null``, a pipe) may have any name: the video
+    written into it is an mp4, or the container its suffix names."""
     path = Path(path)
-    if path.suffix.lower() not in VIDEO_SUFFIXES:
+    if not is_stream_target(path) and path.suffix.lower() not in VIDEO_SUFFIXES:
         raise VideoError(f"cannot write {display_path(path)}: use one of {', '.join(VIDEO_SUFFIXES)}")
     try:
         if video is not None and not is_url(video):
@@ -358,23 +391,43 @@ def check_output(path: str | os.PathLike, video: str | None = None) -> Path:
 
 
 class VideoOutput:
-    """Annotated video (mp4v, the input's frame rate), written to a temporary file and renamed on close.
+    """Annotated video (mp4v, the input's frame rate), written to a temporary file and put in place on close.
 
     ``close()`` finalises the file on every way out (end, q, Ctrl-C, SIGTERM, a broken stream, an error); a run
     that wrote no frame leaves nothing behind. Not ``fileio.atomic_path``: that one discards the file when the
     block fails, while the frames of an interrupted or failed run are worth keeping.
+
+    OpenCV's writer reports no write error, so the finished file is read back before it replaces anything: one
+    that is not the complete video (a full disk) is removed, the previous video is kept and ``close()`` raises
+    VideoError. ``saved`` tells whether the video is in place. A stream target (a FIFO, ``/dev/null``) is never
+    replaced: the video is written in the system's temporary folder (an mp4 needs a file it can seek in), then
+    its bytes are copied into the stream.
     """
 
+    LOW_SPACE = 1 << 20  # bytes free under which a failed video is put down to a full disk
+
     def __init__(self, path: str | os.PathLike, fps: float) -> None:
+        quiet_opencv_logs()  # a full disk would otherwise print one FFmpeg warning per frame
         self.path = check_output(path)
         self.fps = fps
         self.frames = 0
+        self.saved = False  # the complete video is in place (renamed onto the target or copied into the stream)
         self._writer = None
         self._name = None
+        self._tmp = None
+        self._stream = is_stream_target(self.path)
+        # A link is kept and what it points to is replaced (as fileio.atomic_paths does): replacing the link
+        # itself would turn /dev/stdout redirected to a file into a regular file in /dev.
+        self._target = Path(os.path.realpath(self.path)) if os.path.islink(self.path) else self.path
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # An ASCII name with the normal permissions (mkstemp alone gives 0600).
-            self._tmp = temporary_path(self.path)
+            if self._stream:
+                # /dev takes no new files, and the container cannot be told from a device's name.
+                suffix = self.path.suffix if self.path.suffix.lower() in VIDEO_SUFFIXES else ".mp4"
+                self._tmp = temporary_path(Path(tempfile.gettempdir()) / self.path.name, suffix)
+            else:
+                self._target.parent.mkdir(parents=True, exist_ok=True)
+                # An ASCII name with the normal permissions (mkstemp alone gives 0600).
+                self._tmp = temporary_path(self._target)
         except OSError as exc:
             raise VideoError(f"cannot write {display_path(self.path)}: {exc.strerror or exc}") from None
 
@@ -382,10 +435,16 @@ class VideoOutput:
         if self._writer is None:
             height, width = frame.shape[:2]
             self._name = _OpenCVName(self._tmp)  # the folder may hold bytes that are not UTF-8
-            self._writer = cv2.VideoWriter(self._name.name, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+            # MPEG-4 caps the time base's denominator at 65535, so a rate such as 123.0769 cannot be stored
+            # exactly: the nearest rate with fewer decimals plays at the same speed to within 0.01%.
+            for fps in dict.fromkeys((self.fps, round(self.fps, 2), float(round(self.fps)))):
+                self._writer = cv2.VideoWriter(self._name.name, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+                if self._writer.isOpened():
+                    break
             if not self._writer.isOpened():
                 self._writer = None
-                raise VideoError(f"cannot write {display_path(self.path)}: OpenCV could not open an mp4v writer")
+                why = " (the disk is full)" if self._disk_full() else ""
+                raise VideoError(f"cannot write {display_path(self.path)}: OpenCV could not open an mp4v writer{why}")
             self._size = (width, height)
         if (frame.shape[1], frame.shape[0]) != self._size:  # a stream that changes size mid-way
             frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
@@ -393,6 +452,10 @@ class VideoOutput:
         self.frames += 1
 
     def close(self) -> None:
+        """Finish the video and put it in place; VideoError when it cannot be (the previous file is then kept).
+
+        Calling it again does nothing."""
+        finished = None  # a verified video to copy into the stream target
         # Interrupts wait until the file is complete and in place: a second Ctrl-C or SIGTERM during the
         # finalisation would otherwise lose every frame written.
         with signals_held():
@@ -402,20 +465,118 @@ class VideoOutput:
                     self._writer = None
                 if self._name is not None:
                     self._name.close()
+                    self._name = None
                 if self.frames and self._tmp is not None:
-                    try:
-                        os.replace(self._tmp, self.path)
-                        self._tmp = None
-                    except OSError as exc:
-                        kept, self._tmp = self._tmp, None  # the frames are kept where they are
-                        raise VideoError(
-                            f"cannot write {display_path(self.path)}: {exc.strerror or exc}; the "
-                            f"video is in {display_path(kept)}"
-                        ) from None
+                    problem = self._incomplete()
+                    if problem is not None:
+                        raise VideoError(self._not_completed(problem))  # the finally removes the temporary
+                    if self._stream:
+                        finished, self._tmp = self._tmp, None
+                    else:
+                        try:
+                            os.replace(self._tmp, self._target)
+                            self._tmp = None
+                            self.saved = True
+                        except OSError as exc:
+                            kept, self._tmp = self._tmp, None  # the frames are kept where they are
+                            raise VideoError(
+                                f"cannot write {display_path(self.path)}: {exc.strerror or exc}; the "
+                                f"video is in {display_path(kept)}"
+                            ) from None
             finally:
                 if self._tmp is not None:
                     with contextlib.suppress(OSError):
                         self._tmp.unlink()
+                    self._tmp = None
+                    self._release_reader()
+        if finished is not None:
+            # Outside signals_held: opening a FIFO waits for its reader, and a second Ctrl-C must end that wait.
+            self._copy_to_stream(finished)
+
+    def _incomplete(self) -> str | None:
+        """Why the finished temporary file is not the video written, or None when it is.
+
+        A full disk leaves a file without its index ("moov atom not found") or with part of it. Cheap whatever
+        the length: the index must announce every frame written, and the first and the last frame must decode
+        (the last through a seek to its key frame, not by decoding the whole video).
+        """
+        if not self._stream:
+            try:  # write errors the file system reports only when the data reaches the disk (NFS, quotas)
+                fd = os.open(self._tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                return f"write error: {exc.strerror or exc}"
+        name = _OpenCVName(self._tmp)
+        try:
+            cap = cv2.VideoCapture(name.name)
+        finally:
+            name.close()
+        try:
+            if not cap.isOpened():
+                return "the file written is not a complete video"
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            if count != self.frames:
+                return f"the file written holds {max(count, 0)} of the {self.frames} frames"
+            if not cap.read()[0]:
+                return "the first frame written cannot be decoded"
+            if self.frames > 1:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, self.frames - 1)
+                if not cap.read()[0]:
+                    return "the last frame written cannot be decoded"
+        finally:
+            cap.release()
+        return None
+
+    def _disk_full(self) -> bool:
+        """Whether the disk of the temporary file is (nearly) full: the likely reason a write failed."""
+        try:
+            info = os.statvfs(self._tmp.parent)
+        except OSError:
+            return False
+        return info.f_bavail * info.f_frsize < self.LOW_SPACE
+
+    def _not_completed(self, problem: str) -> str:
+        shown = display_path(self.path)
+        if self._disk_full():  # before the temporary is removed, which frees its space
+            folder = f" of the temporary folder {display_path(self._tmp.parent)}" if self._stream else ""
+            reason = f"the disk{folder} is full"
+        else:
+            reason = problem
+        if self._stream:
+            kept = f"nothing was written to {shown}"
+        elif os.path.lexists(self._target):
+            kept = f"the previous {display_path(self.path.name)} is unchanged"
+        else:
+            kept = "no file was made"
+        return f"cannot write {shown}: the video could not be completed ({reason}); {kept}"
+
+    def _copy_to_stream(self, finished: Path) -> None:
+        try:
+            write_to_stream(self.path, finished)
+        except OSError as exc:  # the reader went away, the device refused...
+            raise VideoError(
+                f"cannot write {display_path(self.path)}: {exc.strerror or exc}; the video is in "
+                f"{display_path(finished)}"
+            ) from None
+        except BaseException:  # an interrupt while waiting for the reader: the user gave up on this video
+            with contextlib.suppress(OSError):
+                finished.unlink()
+            raise
+        with contextlib.suppress(OSError):
+            finished.unlink()
+        self.saved = True
+
+    def _release_reader(self) -> None:
+        """A reader already waiting on a FIFO target gets an end of file when there is no video to send, instead
+        of waiting forever. Never blocks: without a reader there is nothing to release."""
+        if not self._stream:
+            return
+        with contextlib.suppress(OSError):
+            if stat.S_ISFIFO(os.stat(self.path).st_mode):
+                os.close(os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
 
     def __enter__(self) -> "VideoOutput":
         return self

@@ -67,3 +67,179 @@ def small_disk(folder, size):
         yield folder
     finally:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+# ---------------------------------------------------------------------- events instead of times, for real processes
+#
+# A test that sends a signal "soon after start" or waits "long enough" passes or fails with the machine's load.
+# The helpers below run a command as a real process with one of its functions patched, so that the signal (or
+# a wait) happens at a chosen step of the program, on every run, on any machine.
+
+SCRIPT_COMMANDS = {
+    "detect_image.py": "detect_image",
+    "detect_webcam.py": "detect_webcam",
+    "train_model.py": "train",
+    "loader.py": "loader",
+    "evaluate.py": "evaluate",
+    "export_model.py": "export",
+}
+
+_HOOK_HELPERS = r'''
+import contextlib, importlib, os, signal, sys
+
+
+def _on_call(target, action, call=1, when="before", match=None):
+    """Patch ``target`` ("module:attribute.path") so that its ``call``-th call (counting only calls with an
+    argument whose text holds ``match``) runs ``action()`` before it, after it, or, for a context manager,
+    inside it (once entered)."""
+    module_name, _, path = target.partition(":")
+    owner = importlib.import_module(module_name)
+    *parents, name = path.split(".")
+    for part in parents:
+        owner = getattr(owner, part)
+    real = getattr(owner, name)
+    seen = [0]
+
+    def due(args, kwargs):
+        if match is not None and not any(match in str(a) for a in (*args, *kwargs.values())):
+            return False
+        seen[0] += 1
+        return seen[0] == call
+
+    if when == "inside":
+
+        @contextlib.contextmanager
+        def hooked(*args, **kwargs):
+            now = due(args, kwargs)
+            with real(*args, **kwargs) as value:
+                if now:
+                    action()
+                yield value
+
+    else:
+
+        def hooked(*args, **kwargs):
+            now = due(args, kwargs)
+            if now and when == "before":
+                action()
+            result = real(*args, **kwargs)
+            if now and when == "after":
+                action()
+            return result
+
+    setattr(owner, name, hooked)
+
+
+def _send(signum):
+    """An action: ``signum`` sent to this process (by the thread running the hook, as ``kill`` would)."""
+    return lambda: os.kill(os.getpid(), signum)
+
+
+# Every Python-level signal handler installed from here on notes that it ran, so that a hook can wait for that.
+_handled = []
+_real_signal = signal.signal
+
+
+def _noting_signal(signum, handler):
+    if callable(handler):
+        inner = handler
+
+        def handler(number, frame):
+            _handled.append(number)
+            return inner(number, frame)
+
+    return _real_signal(signum, handler)
+
+
+signal.signal = _noting_signal
+
+
+def _send_and_wait(signum, patience):
+    """An action: ``signum`` sent to this process, then a wait until a Python handler has run for it. A process
+    with other threads (TensorFlow's) has the kernel hand a signal that the calling thread blocks to one of them,
+    at a moment its scheduling decides; waiting for the handler makes that moment this one, on every machine.
+    ``patience`` (seconds) bounds the wait for a signal that is rightly held pending until later."""
+
+    def action():
+        import time
+
+        _handled.clear()
+        os.kill(os.getpid(), signum)
+        give_up = time.monotonic() + patience
+        while not _handled and time.monotonic() < give_up:
+            time.sleep(0.001)
+
+    return action
+'''
+
+
+def on_call(target, action, call=1, when="before", match=None):
+    """Python source for a hook (see ``hooked_script``): ``target`` ("module:attribute.path") patched so that its
+    ``call``-th call (counting only calls with an argument whose text holds ``match``) runs ``action`` (source of
+    a function of no arguments, e.g. ``send_signal(signal.SIGTERM)``) ``when``: "before" or "after" the real
+    call, or "inside" it once entered (for a context manager)."""
+    if when not in ("before", "after", "inside"):
+        raise ValueError(f"when must be before, after or inside, not {when!r}")
+    return f"_on_call({target!r}, {action}, call={int(call)}, when={when!r}, match={match!r})\n"
+
+
+def send_signal(signum):
+    """The action of a hook that sends ``signum`` to the process itself, at the step the hook is on."""
+    return f"_send({int(signum)})"
+
+
+def send_signal_and_wait_until_handled(signum, patience=10):
+    """The action of a hook that sends ``signum`` to the process itself and waits until a Python handler has run
+    for it (at most ``patience`` seconds, for a signal held pending, which is then handled later)."""
+    return f"_send_and_wait({int(signum)}, {float(patience)!r})"
+
+
+def hooked_script(script, *args, hooks=(), setup="", hang_up_default=True):
+    """The argv of a real process that runs the top-level ``script`` (its command's ``run()``, argv[0] as the
+    script's own) with ``args``, after ``setup`` (Python statements, e.g. functions used as actions) and the
+    ``hooks`` made by ``on_call``. Run it with ``cwd=REPO``.
+
+    ``hang_up_default``: SIGHUP at its default action, as in a process started from a terminal, whatever the
+    test run inherited (under ``nohup``, or a CI runner started so, it is ignored, and so the run would keep it)."""
+    module = SCRIPT_COMMANDS[script]
+    code = (
+        _HOOK_HELPERS
+        + ("signal.signal(signal.SIGHUP, signal.SIG_DFL)\n" if hang_up_default else "")
+        + setup
+        + "\n"
+        + "".join(hooks)
+        + f"sys.argv = [{script!r}, *{[str(a) for a in args]!r}]\n"
+        + f"from mask_detection.commands import {module}\n"
+        + f"{module}.run()\n"
+    )
+    return [sys.executable, "-c", code]
+
+
+def read_until(proc, predicate, safety_net=600):
+    """Lines of ``proc.stdout`` (text) up to and including the first for which ``predicate(line)`` is true.
+
+    The wait is for that line, an event of the program, not for a time. ``safety_net`` (seconds) only keeps a
+    hung process from hanging the suite: reaching it, or the end of the output first, kills the process and
+    fails the test with what was read. Nothing is read past the line (``communicate()`` gets the rest)."""
+    import threading
+
+    import pytest
+
+    seen, found = [], threading.Event()
+
+    def pump():
+        for line in proc.stdout:
+            seen.append(line)
+            if predicate(line):
+                found.set()
+                return
+        found.set()  # the end of the output: not what was waited for
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    if not found.wait(safety_net) or not (seen and predicate(seen[-1])):
+        proc.kill()
+        reader.join(10)
+        pytest.fail(f"the awaited line never came (exit {proc.wait()}); output so far:\n{''.join(seen)}")
+    reader.join()
+    return seen

@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -87,12 +86,14 @@ def check_record(record, class_names):
         assert 0.0 <= face["probability"] <= 1.0
 
 
-def test_help_takes_under_two_seconds_and_the_package_imports_without_tensorflow():
-    started = time.monotonic()
-    result = run_script("detect_image.py", "--help")
-    elapsed = time.monotonic() - started
+def test_help_loads_no_heavy_library_and_the_package_imports_without_tensorflow():
+    """--help is quick because it imports none of the slow libraries (TensorFlow alone takes seconds): checked in
+    the list of modules the process imports (-X importtime), not with a clock, which a loaded machine slows."""
+    result = run_script("detect_image.py", "--help", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert result.returncode == 0 and "JSON Lines" in result.stdout
-    assert elapsed < 2.0, f"--help took {elapsed:.1f} s"
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import")}
+    assert "mask_detection.commands.detect_image" in imported  # the listing is real
+    assert not {"tensorflow", "keras", "sklearn", "matplotlib", "scipy", "skimage"} & imported
     modules = [
         "pipeline",
         "stream",

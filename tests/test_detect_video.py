@@ -2,7 +2,6 @@
 drawn, JSON per frame, tracked people (JSON schema, events, snapshots, the people summary, the alert banner),
 --per-frame, Ctrl-C and SIGTERM, a live stream that ends, bad sources. In-process (``main``) except for signals."""
 
-import functools
 import http.server
 import json
 import signal
@@ -10,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from unittest.mock import ANY
 
 import cv2
 import numpy as np
@@ -164,36 +164,50 @@ def test_live_reader_hands_out_the_newest_frame(face_video):
 
 
 @pytest.fixture
-def http_server(tmp_path):
-    """An HTTP server on 127.0.0.1 serving tmp_path; yields its base URL."""
+def mjpeg_camera():
+    """An IP camera on 127.0.0.1: an HTTP MJPEG stream (what such cameras send) of 12 frames of a moving face,
+    then the connection ends; yields its URL."""
+    from detect_support import face_photo
 
-    class Quiet(http.server.SimpleHTTPRequestHandler):
+    face = cv2.resize(face_photo(), (150, 170))
+    frames = []
+    for i in range(12):
+        canvas = np.full((240, 320, 3), 90, np.uint8)
+        canvas[35:205, 20 + i * 8 : 170 + i * 8] = face
+        frames.append(cv2.imencode(".jpg", canvas)[1].tobytes())
+
+    class Camera(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            for data in frames:
+                head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+                self.wfile.write(head + data + b"\r\n")
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Camera)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    yield f"http://127.0.0.1:{server.server_port}/video.mjpg"
     server.shutdown()
     server.server_close()
 
 
-def test_a_stream_that_stops_sending_is_retried_then_stopped_with_exit_1(tmp_path, http_server, tiny_model, capfd):
-    """A network stream (HTTP here) read as a live source: when it stops delivering, the reads are retried a few
+def test_a_stream_that_stops_sending_is_retried_then_stopped_with_exit_1(tmp_path, mjpeg_camera, tiny_model, capfd):
+    """A live network stream (an MJPEG camera over HTTP): when it stops delivering, the reads are retried a few
     times, then the run ends cleanly with what it has, a warning and exit status 1."""
-    make_face_video(tmp_path / "cam.mp4", frames=12, fps=10.0, size=(320, 240))
     out = tmp_path / "out" / "saved.mp4"
     code, stdout, stderr = watch(
-        capfd, "--video", f"{http_server}/cam.mp4", "--no-display", "--json", "--output", out, "--model", tiny_model
+        capfd, "--video", mjpeg_camera, "--no-display", "--json", "--output", out, "--model", tiny_model
     )
     assert code == 1, stderr
     frames = [json.loads(line)["frame"] for line in stdout.splitlines()]
     assert 1 <= len(frames) <= 12 and frames == list(range(len(frames)))
     warnings = [line for line in stderr.splitlines() if line.startswith("warning:")]
-    assert warnings == [
-        f"warning: stream {http_server}/cam.mp4 stopped delivering frames (5 failed reads in a row); stopped"
-    ]
+    assert warnings == [f"warning: stream {mjpeg_camera} stopped delivering frames (5 failed reads in a row); stopped"]
     assert f"summary: {len(frames)} frames" in stderr
     assert count_frames(out) == len(frames)  # the output is kept, finalised
 
@@ -246,8 +260,13 @@ def two_people_video(path, frames=40, fps=10.0):
     return write_video(path, images, fps)
 
 
-VERDICT_KEYS = {"event", "track", "frame", "time", "label", "probability", "box", "snapshot"}
-LEAVE_KEYS = {"event", "track", "frame", "time", "label", "probability", "first_frame", "frames"}
+VERDICT_KEYS = {"event", "run", "track", "frame", "time", "label", "probability", "box", "snapshot"}
+LEAVE_KEYS = {"event", "run", "track", "frame", "time", "label", "probability", "first_frame", "frames"}
+
+
+def person_events(events):
+    """The verdict and leave events of a log, without the run's start and end lines."""
+    return [e for e in events if e["event"] in ("verdict", "leave")]
 
 
 def test_tracked_mode_json_events_snapshots_and_people(tmp_path, tiny_model, capfd):
@@ -278,7 +297,11 @@ def test_tracked_mode_json_events_snapshots_and_people(tmp_path, tiny_model, cap
     assert by_track[left][0]["label"] == "with_mask"
     assert "summary: 40 frames, 2 people (mask 1, no mask 1), mean" in stderr
 
-    events = [json.loads(line) for line in events_path.read_text().splitlines()]
+    log = [json.loads(line) for line in events_path.read_text().splitlines()]
+    start, end, events = log[0], log[-1], log[1:-1]
+    run = start["run"]
+    assert start == {"event": "start", "run": run, "started": start["started"], "source": f"{video}"}
+    assert end == {"event": "end", "run": run, "frames": 40}
     assert sorted((e["event"], e["track"]) for e in events) == [
         ("leave", 1),
         ("leave", 2),
@@ -287,16 +310,17 @@ def test_tracked_mode_json_events_snapshots_and_people(tmp_path, tiny_model, cap
     ]
     for e in events:
         assert set(e) == (VERDICT_KEYS if e["event"] == "verdict" else LEAVE_KEYS)
+        assert e["run"] == run
         assert e["label"] == by_track[e["track"]][-1]["label"]
         if e["event"] == "verdict":
-            assert e["snapshot"] == str(snapshots / f"track-{e['track']:06d}.jpg")
+            assert e["snapshot"] == str(snapshots / f"{run}_track-{e['track']:06d}.jpg")
             picture = cv2.imread(e["snapshot"])
             assert picture is not None and min(picture.shape[:2]) >= e["box"][2]  # the face, with margin
             verdict_frame = records[e["frame"]]
             assert [f["settled"] for f in verdict_frame["faces"] if f["track"] == e["track"]] == [True]
         else:
             assert (e["frame"], e["first_frame"], e["frames"]) == (39, 1, 39)
-    assert sorted(p.name for p in snapshots.iterdir()) == ["track-000001.jpg", "track-000002.jpg"]
+    assert sorted(p.name for p in snapshots.iterdir()) == [f"{run}_track-000001.jpg", f"{run}_track-000002.jpg"]
 
     # The overlay: the alert banner (no-mask colour along the bottom) once the unmasked person is settled.
     _, written = read_frames(out)
@@ -312,6 +336,7 @@ def test_events_on_stdout(tmp_path, tiny_model, capfd):
     code, stdout, stderr = watch(capfd, "--video", video, "--no-display", "--model", tiny_model, "--events", "-")
     assert code == 0, stderr
     events = [json.loads(line) for line in stdout.splitlines()]
+    assert [e["event"] for e in events][0] == "start" and events[-1]["event"] == "end"
     assert [e["event"] for e in events].count("leave") == 2
     assert all("snapshot" not in e for e in events)  # no --snapshots
     assert "summary: 20 frames, 2 people" in stderr
@@ -324,7 +349,7 @@ def test_events_on_stdout(tmp_path, tiny_model, capfd):
         (["--per-frame", "--events", "e.jsonl"], "need tracked mode"),
         (["--per-frame", "--snapshots", "snaps"], "need tracked mode"),
         (["--events", "{video}"], "refusing to write"),
-        (["--events", "{out}", "--output", "{out}"], "also the --output video"),
+        (["--events", "{out}", "--output", "{out}"], "both the --output video and the --events log"),
         (["--snapshots", "{video}/snaps"], "cannot write"),
     ],
     ids=["stdout-twice", "events-per-frame", "snapshots-per-frame", "events-over-input", "events-is-output",
@@ -365,6 +390,7 @@ def test_events_and_snapshots_are_complete_after_a_signal(tmp_path, signum, exit
     assert proc.returncode == exit_code, err
     assert "Traceback" not in err
     events = [json.loads(line) for line in events_path.read_text().splitlines()]
+    assert events[0]["event"] == "start" and events[-1] == {"event": "end", "run": events[0]["run"], "frames": ANY}
     verdicts = {e["track"] for e in events if e["event"] == "verdict"}
     leaves = [e for e in events if e["event"] == "leave"]
     assert verdicts == {e["track"] for e in leaves} == {1, 2}

@@ -4,7 +4,6 @@ processes on a strict UTF-8 console), one photo out of memory is one failed phot
 
 import json
 import os
-import time
 import warnings
 
 import numpy as np
@@ -206,11 +205,9 @@ def test_scenes_with_latin1_names_on_a_strict_utf8_console(tmp_path, pets_model)
 def test_help_loads_no_heavy_library():
     """--help through the top-level script: the options listed, and neither TensorFlow nor scikit-learn nor
     matplotlib imported (-X importtime lists every module a process imports)."""
-    started = time.perf_counter()
     result = run_script("evaluate.py", "--help", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert result.returncode == 0 and "--scenes" in result.stdout and "--incorrect-as-without" in result.stdout
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import")}
     assert "mask_detection.commands.evaluate" in imported  # the listing is real
     assert not {"tensorflow", "keras", "sklearn", "matplotlib"} & imported
-    assert time.perf_counter() - started < 5
     assert (REPO / "evaluate.py").is_file()

@@ -3,6 +3,9 @@
 import io
 import json
 import os
+import re
+import stat
+import threading
 from pathlib import Path
 
 import cv2
@@ -12,7 +15,7 @@ from conftest import small_disk
 from detect_support import face_photo
 
 from mask_detection.errors import OutputError
-from mask_detection.events import EventWriter, SnapshotWriter, event_record
+from mask_detection.events import EventWriter, SnapshotWriter, event_record, new_run_id
 from mask_detection.people import PersonEvent
 
 VERDICT = PersonEvent("verdict", 7, 131, 5.2400001, "without_mask", 0.971234, xywh=(10, 20, 64, 80))
@@ -64,17 +67,62 @@ def test_events_are_on_disk_line_by_line_while_the_writer_is_open(tmp_path):
     assert hidden_files(path.parent) == []
 
 
-def test_an_old_events_file_is_replaced_at_once_never_appended_to(tmp_path):
+def test_an_old_events_file_is_a_log_appended_to_never_truncated(tmp_path):
     path = tmp_path / "events.jsonl"
-    path.write_text('{"event": "leave", "old": true}\n')
-    follower = open(path)  # someone following the old file keeps its own content
+    old = '{"event": "leave", "old": true}\n'
+    path.write_text(old)
+    inode = path.stat().st_ino
     with EventWriter(path) as writer:
-        assert path.read_bytes() == b""
+        assert path.read_text() == old  # nothing lost when the run stops at once
         writer.write(event_record(LEAVE))
-    assert path.read_text() == json.dumps(event_record(LEAVE)) + "\n"
-    assert follower.read() == '{"event": "leave", "old": true}\n'
-    follower.close()
+    assert path.read_text() == old + json.dumps(event_record(LEAVE)) + "\n"
+    assert path.stat().st_ino == inode  # the same file: a follower (tail -F) keeps following it
     assert hidden_files(tmp_path) == []
+
+
+def test_a_log_cut_off_mid_line_gets_its_line_ended_before_new_lines(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"event": "start"}\n{"event": "verd')  # a run killed mid-line (power cut)
+    with EventWriter(path) as writer:
+        writer.write(event_record(LEAVE))
+    lines = path.read_text().split("\n")
+    assert lines[:2] == ['{"event": "start"}', '{"event": "verd'] and lines[-1] == ""
+    assert json.loads(lines[2]) == event_record(LEAVE)  # a line of its own, parseable
+
+
+def test_events_into_a_fifo_are_written_as_a_stream(tmp_path):
+    fifo = tmp_path / "events.jsonl"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    with EventWriter(fifo) as writer:  # opening waits for the reader, as a FIFO does
+        writer.write(event_record(VERDICT))
+        writer.write(event_record(LEAVE))
+    reader.join(timeout=60)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still a FIFO, not replaced by a file
+    assert received == [(json.dumps(event_record(VERDICT)) + "\n" + json.dumps(event_record(LEAVE)) + "\n").encode()]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root could replace /dev/null")
+def test_dev_null_stays_a_device():
+    with EventWriter("/dev/null") as writer:
+        writer.write(event_record(VERDICT))
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_a_link_to_a_pipe_is_written_through_not_replaced(tmp_path):
+    read_end, write_end = os.pipe()
+    link = tmp_path / "events.jsonl"
+    link.symlink_to(f"/proc/{os.getpid()}/fd/{write_end}")
+    try:
+        with EventWriter(link) as writer:
+            writer.write(event_record(LEAVE))
+        assert os.read(read_end, 4096).decode() == json.dumps(event_record(LEAVE)) + "\n"
+        assert link.is_symlink()
+    finally:
+        os.close(read_end)
+        os.close(write_end)
 
 
 def test_events_to_a_stream_are_flushed_at_each_line():
@@ -114,43 +162,66 @@ def test_an_events_file_that_cannot_be_created_is_one_clear_error(tmp_path):
         EventWriter(tmp_path / "file" / "events.jsonl")
 
 
-def test_snapshots_are_atomic_named_by_track_and_replaced_by_a_better_view(tmp_path):
+def test_snapshots_are_atomic_named_by_run_and_track_and_replaced_by_a_better_view(tmp_path):
     face = face_photo()
     folder = tmp_path / "snapshots"
     warnings = []
-    snapshots = SnapshotWriter(folder, warnings.append)
-    assert snapshots.save(7, face) == str(folder / "track-000007.jpg")
+    snapshots = SnapshotWriter(folder, warnings.append, run="R1")
+    assert snapshots.save(7, face) == str(folder / "R1_track-000007.jpg")
     better = cv2.resize(face, None, fx=1.5, fy=1.5)
-    assert snapshots.save(7, better) == str(folder / "track-000007.jpg")
-    assert snapshots.save(12345678, face) == str(folder / "track-12345678.jpg")
-    assert sorted(p.name for p in folder.iterdir()) == ["track-000007.jpg", "track-12345678.jpg"]  # no temp file
-    saved = cv2.imread(str(folder / "track-000007.jpg"))
+    assert snapshots.save(7, better) == str(folder / "R1_track-000007.jpg")
+    assert snapshots.save(12345678, face) == str(folder / "R1_track-12345678.jpg")
+    assert sorted(p.name for p in folder.iterdir()) == ["R1_track-000007.jpg", "R1_track-12345678.jpg"]  # no temp
+    saved = cv2.imread(str(folder / "R1_track-000007.jpg"))
     assert saved.shape == better.shape
     assert np.abs(saved.astype(int) - better).mean() < 4  # the JPEG of the better view
     assert warnings == []
 
 
+def test_a_second_run_into_the_same_folder_never_replaces_the_first_runs_snapshots(tmp_path):
+    folder = tmp_path / "snapshots"
+    first = SnapshotWriter(folder, print)
+    first_path = first.save(7, face_photo())
+    before = open(first_path, "rb").read()
+    second = SnapshotWriter(folder, print)
+    assert second.run != first.run
+    second_path = second.save(7, cv2.flip(face_photo(), 1))
+    assert second_path != first_path
+    assert open(first_path, "rb").read() == before  # the first run's events still point at their own person
+
+
+def test_a_file_this_run_did_not_write_is_never_replaced(tmp_path):
+    folder = tmp_path / "snapshots"
+    folder.mkdir()
+    (folder / "R_track-000001.jpg").write_bytes(b"someone else's")
+    warnings = []
+    snapshots = SnapshotWriter(folder, warnings.append, run="R")
+    assert snapshots.save(1, face_photo()) is None
+    assert (folder / "R_track-000001.jpg").read_bytes() == b"someone else's"
+    assert len(warnings) == 1 and "this run did not write it" in warnings[0]
+
+
 def test_snapshot_paths_are_the_folder_as_given(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert SnapshotWriter("snapshots", print).save(7, face_photo()) == "snapshots/track-000007.jpg"
-    assert SnapshotWriter("./shots/", print).save(7, face_photo()) == "shots/track-000007.jpg"
-    assert (tmp_path / "shots" / "track-000007.jpg").is_file()
+    assert SnapshotWriter("snapshots", print, run="R").save(7, face_photo()) == "snapshots/R_track-000007.jpg"
+    assert SnapshotWriter("./shots/", print, run="R").save(7, face_photo()) == "shots/R_track-000007.jpg"
+    assert (tmp_path / "shots" / "R_track-000007.jpg").is_file()
 
 
 def test_a_full_disk_gives_one_snapshot_warning_and_the_run_goes_on(tmp_path):
     face = face_photo()
     with small_disk(tmp_path / "disk", "1m") as disk:
         warnings = []
-        snapshots = SnapshotWriter(disk / "snapshots", warnings.append)
+        snapshots = SnapshotWriter(disk / "snapshots", warnings.append, run="R")
         assert snapshots.save(1, face) is not None  # room at first
         fill(disk)
         assert [snapshots.save(track, face) for track in (2, 3, 4, 1)] == [None] * 4
         assert warnings == [
-            f"cannot write {disk / 'snapshots' / 'track-000002.jpg'}: No space left on device; "
+            f"cannot write {disk / 'snapshots' / 'R_track-000002.jpg'}: No space left on device; "
             "no more snapshots are saved in this run"
         ]
-        assert sorted(p.name for p in (disk / "snapshots").iterdir()) == ["track-000001.jpg"]  # no temp file
-        assert cv2.imread(str(disk / "snapshots" / "track-000001.jpg")) is not None  # the earlier one intact
+        assert sorted(p.name for p in (disk / "snapshots").iterdir()) == ["R_track-000001.jpg"]  # no temp file
+        assert cv2.imread(str(disk / "snapshots" / "R_track-000001.jpg")) is not None  # the earlier one intact
 
 
 def test_an_unwritable_snapshot_folder_is_refused_before_the_run_or_warned_once(tmp_path):
@@ -163,20 +234,30 @@ def test_an_unwritable_snapshot_folder_is_refused_before_the_run_or_warned_once(
     assert SnapshotWriter.check(tmp_path / "new" / "snapshots") == tmp_path / "new" / "snapshots"
     assert not (tmp_path / "new").exists()  # the check creates nothing
     warnings = []
-    snapshots = SnapshotWriter(blocked, warnings.append)  # e.g. the folder became a file mid-run
+    snapshots = SnapshotWriter(blocked, warnings.append, run="R")  # e.g. the folder became a file mid-run
     assert [snapshots.save(track, face_photo()) for track in (1, 2)] == [None, None]
-    assert len(warnings) == 1 and warnings[0].startswith(f"cannot write {blocked / 'track-000001.jpg'}: ")
+    assert len(warnings) == 1 and warnings[0].startswith(f"cannot write {blocked / 'R_track-000001.jpg'}: ")
 
 
-def test_names_that_are_not_utf8_work_and_round_trip_through_the_events(tmp_path):
+def test_names_that_are_not_utf8_are_written_and_shown_escaped_in_strict_json(tmp_path):
     folder = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9"))
-    snapshots = SnapshotWriter(folder / "snap\xff", print)
+    snapshots = SnapshotWriter(folder / "snap\xff", print, run="R")
     snapshot = snapshots.save(7, face_photo())
     events_path = folder / "\udce9v\udce9nements.jsonl"
     with EventWriter(events_path) as writer:
         writer.write(event_record(VERDICT, snapshot))
     line = events_path.read_bytes().decode("ascii")  # plain ASCII JSON, whatever bytes the names hold
+    assert "\\ud" not in line  # no lone surrogates: strict JSON parsers refuse them
     shown = json.loads(line)["snapshot"]
-    assert os.fsencode(shown) == os.fsencode(tmp_path) + b"/caf\xe9/snap\xc3\xbf/track-000007.jpg"
-    assert cv2.imdecode(np.fromfile(shown, np.uint8), cv2.IMREAD_COLOR) is not None
+    assert shown == f"{tmp_path}/caf\\xe9/snap\xff/R_track-000007.jpg"  # escaped as every printed name is
+    real = os.fsencode(tmp_path) + b"/caf\xe9/snap\xc3\xbf/R_track-000007.jpg"
+    assert cv2.imdecode(np.fromfile(os.fsdecode(real), np.uint8), cv2.IMREAD_COLOR) is not None
     assert sorted(os.listdir(os.fsencode(folder))) == [b"snap\xc3\xbf", b"\xe9v\xe9nements.jsonl"]
+
+
+def test_run_ids_sort_by_time_and_differ():
+    ids = {new_run_id() for _ in range(50)}
+    assert len(ids) > 1
+    assert all(re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{4}", i) for i in ids)
+    record = event_record(VERDICT, run="R")
+    assert list(record)[:3] == ["event", "run", "track"]

@@ -2,7 +2,7 @@
 size bound, and problems (damaged, foreign, locked, read-only, full) that only warn."""
 
 import sqlite3
-import time
+import types
 
 import numpy as np
 import pytest
@@ -83,14 +83,17 @@ def test_store_reads_in_bulk_and_keeps_entries_across_opens(tmp_path):
         assert store.size() == sum(8 * 4 + len(key) for key in keys)
 
 
-def test_size_limit_evicts_the_least_recently_used_entries(tmp_path):
+def test_size_limit_evicts_the_least_recently_used_entries(tmp_path, monkeypatch):
+    # "Recently" is the store's clock (time.time()): here one that ticks a second at every reading, so each use is
+    # later than the one before, as sleeping between them was meant to make it (a wall clock can stand still
+    # between two quick readings, or step back).
+    ticks = iter(range(1_000_000, 2_000_000))
+    monkeypatch.setattr(feature_store, "time", types.SimpleNamespace(time=lambda: float(next(ticks))))
     entry = 8 * 4 + len("a")
     warnings = []
     with FeatureStore(tmp_path, limit=3 * entry) as store:
         for name, value in zip("abc", vectors(3), strict=True):
             store.put([(name, value)])
-            time.sleep(0.01)
-    time.sleep(0.01)
     with FeatureStore(tmp_path, limit=3 * entry, warn=warnings.append) as store:
         assert set(store.get(["a"], 8)) == {"a"}  # used again: now the most recent
         store.put([("d", vectors(1)[0])])

@@ -5,11 +5,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
-from conftest import REPO, run_script, small_disk
+from conftest import (
+    REPO,
+    hooked_script,
+    on_call,
+    read_until,
+    run_script,
+    send_signal,
+    send_signal_and_wait_until_handled,
+    small_disk,
+)
 
 from mask_detection.commands import train as train_command
 from mask_detection.errors import MaskDetectionError
@@ -255,12 +263,8 @@ def test_interrupt_leaves_existing_model_untouched(tiny_arrays, tmp_path):
         env=env,
         cwd=REPO,
     )
-    deadline = time.time() + 240
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if line.startswith("Epoch 3/") or time.time() > deadline:
-            break
+    # Ctrl-C once the third epoch has started (an event of the run, not a time: it cannot have finished then).
+    seen = read_until(proc, lambda line: line.startswith("Epoch 3/"))
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, "".join(seen) + rest
@@ -375,30 +379,40 @@ def test_full_tmpfs_while_saving_keeps_every_old_file(tiny_arrays, tmp_path):
             assert (disk / name).read_bytes() == content, name
 
 
-def test_sigterm_while_saving_leaves_all_old_files_or_all_new(tiny_arrays, tmp_path):
-    """SIGTERM sent as soon as the model's temporary file appears beside it: never a mix of old and new files."""
+# The moments a SIGTERM can come while the five files are saved, each chosen by a hook in the real process (a
+# signal sent from outside when a temporary file is seen could come at any of them, or after the run, with the
+# machine's load): all five temporaries just made, nothing written into them yet (the old files must all stay);
+# the first file renamed onto its target, four to go (the renames run with signals held back: all must be new).
+# There the hook also waits until a handler has run: the signal the renaming thread holds back goes to another
+# thread, whose handling would otherwise come during the renames or after them as the scheduler has it.
+SAVING_MOMENTS = {
+    "temporaries-made": (
+        on_call("mask_detection.training:atomic_paths", send_signal(signal.SIGTERM), when="inside"),
+        "old",
+    ),
+    "first-rename-done": (
+        on_call("os:replace", send_signal_and_wait_until_handled(signal.SIGTERM), when="after", match=".m.tmp-"),
+        "new",
+    ),
+}
+
+
+@pytest.mark.parametrize("moment", list(SAVING_MOMENTS))
+def test_sigterm_while_saving_leaves_all_old_files_or_all_new(tiny_arrays, tmp_path, moment):
+    """SIGTERM while the model's files are being saved: never a mix of old and new files, no temporary left."""
     data, _ = tiny_arrays
     folder = tmp_path / "models"
     old = make_old_model_files(folder)
-    proc = subprocess.Popen(
-        tiny_run_command(data, folder / "m.keras"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
-    deadline = time.time() + 240
-    while proc.poll() is None and time.time() < deadline:
-        if any(p.name.startswith(".m.tmp-") and p.name.endswith(".keras") for p in folder.iterdir()):
-            proc.send_signal(signal.SIGTERM)
-            break
-        time.sleep(0.005)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 143, stderr  # the signal came while saving, not after the run
-    assert "Traceback" not in stderr
+    hook, expected = SAVING_MOMENTS[moment]
+    argv = hooked_script("train_model.py", "--data", data, *TINY_RUN, "--out", folder / "m.keras", hooks=[hook])
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert result.returncode == 143, result.stderr  # the signal came while saving, not after the run
+    assert "Traceback" not in result.stderr
+    assert "stopped by signal SIGTERM" in result.stderr
     assert sorted(p.name for p in folder.iterdir()) == sorted(OUTPUT_NAMES)  # no temporary file left
     unchanged = [name for name in OUTPUT_NAMES if (folder / name).read_bytes() == old[name]]
     assert unchanged in ([], list(OUTPUT_NAMES)), f"a mix of old and new files: {unchanged} kept"
+    assert unchanged == (list(OUTPUT_NAMES) if expected == "old" else []), f"expected all {expected} files"
 
 
 def test_unwritable_output_fails_before_training(tiny_arrays, tmp_path, capfd):

@@ -62,9 +62,11 @@ def _raise_interrupted(signum, frame):
 
 def install_signal_handlers() -> None:
     """SIGTERM and SIGHUP raise Interrupted (a KeyboardInterrupt), so they unwind like Ctrl-C: temporary files
-    are removed, videos finalised, existing outputs kept."""
+    are removed, videos finalised, existing outputs kept. A signal the process was started ignoring stays
+    ignored: ``nohup`` (SIGHUP) and ``cmd &`` in a script (SIGINT) are how users ask a run to outlive them."""
     for signum in TERMINATING_SIGNALS:
-        signal.signal(signum, _raise_interrupted)
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _raise_interrupted)
 
 
 def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> NoReturn:
@@ -85,10 +87,11 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
         fail("out of memory")
         code = EXIT_ERROR
     except BrokenPipeError:
-        # The reader of our output went away (e.g. `| head`): nothing more to say to anyone.
+        # The reader of our output went away (`| head -1`): it has what it wanted, so this is an ordinary end
+        # (exit 0, like other tools on a closed pipe), with nothing more to say to anyone.
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-        code = EXIT_ERROR
+        code = EXIT_OK
     sys.exit(code or EXIT_OK)
 
 
@@ -129,6 +132,14 @@ def positive_float(text: str) -> float:
     if value == float("inf"):
         raise _argument_error(f"must be finite, got {text}")
     return value
+
+
+def non_empty_path(text: str) -> str:
+    """A path argument: an empty one (an unset shell variable, ``--snapshots ""``) would silently mean the current
+    folder, so it is refused."""
+    if not text.strip():
+        raise _argument_error("must not be empty")
+    return text
 
 
 def upscale_factor(text: str) -> float:

@@ -54,6 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--output",
+        type=cli.non_empty_path,
         metavar="PATH",
         help="save the annotated image here (.jpg or .png); a folder when there are several images",
     )

@@ -8,6 +8,7 @@ python detect_webcam.py --video in.mp4 --per-frame --json    # every face of eve
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from ..classes import class_info
 from ..errors import TERMINATING_SIGNALS, OutputError
-from ..events import EventWriter, SnapshotWriter, event_record
+from ..events import EventWriter, SnapshotWriter, end_record, event_record, new_run_id, start_record
 from ..fileio import check_writable, display_path, refuse_overwriting_inputs, same_file
 from ..interrupts import StopFlag
 from ..people import PeoplePipeline, PersonEvent, TrackingConfig
@@ -25,6 +26,7 @@ from ..video_io import (
     MAX_CAMERA_INDEX,
     FileSource,
     LiveSource,
+    VideoError,
     VideoOutput,
     check_output,
     close_windows,
@@ -69,14 +71,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "among the frames processed, which are the --output video's frames; track: the person's number, "
             "unique within the run; label and probability: the person's current verdict, settled: false "
             "while it is only the best estimate so far; a face appears from its second frame on, once its "
-            'track is confirmed). Events (--events), one JSON object a line: {"event": "verdict", "track": '
+            "track is confirmed). Events (--events), one JSON object a line, each run appended after a "
+            '{"event": "start", "run": RUN, "started": UTC, "source": NAME} line and closed by {"event": "end", '
+            '"run": RUN, "frames": N}; every event carries "run" after "event": {"event": "verdict", "track": '
             'ID, "frame": I, "time": SECONDS, "label": CLASS, "probability": P, "box": [x, y, w, h], '
             '"snapshot": PATH} once per person when the verdict is settled (at the latest when they leave) '
             'and again if it changes; {"event": "leave", "track": ID, "frame": I, "time": SECONDS, "label": '
             'CLASS, "probability": P, "first_frame": I, "frames": N} when the track ends (the frame at which '
             "it ended; frames: those the person was seen in), for every person still in view also at the end, "
             "on q, Ctrl-C and SIGTERM. --snapshots saves each person's best view of the face as "
-            "DIR/track-000007.jpg, named in the verdict events (a folder that fills up or cannot be written: "
+            "DIR/<run id>_track-000007.jpg, named in the verdict events (a folder that fills up or cannot be written: "
             "one warning, the run goes on). --per-frame: every face of every frame classified on its own, no "
             "tracks, no events (the JSON then has no track and settled keys). Damaged frames of a video file "
             "are skipped and reading goes on. A summary is printed at the end (on stderr with --json or "
@@ -84,7 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "finish the current frame, write the leave events, finalise --output and print the summary. "
             "Exit status: 0 done (also after Ctrl-C), 1 the stream broke off mid-way or frames of the video "
             "could not be decoded (output kept), 2 nothing could be processed (camera or video cannot be "
-            "opened, bad model, an output that cannot be written or names the input video), 143 / 129 "
+            "opened, bad model, an output that cannot be written or names the input video or another output; or an "
+            "--output video that could not be completed, e.g. on a full disk: the previous file is kept), 143 / 129 "
             "stopped by SIGTERM / SIGHUP."
         ),
     )
@@ -93,22 +98,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--video", metavar="PATH_OR_URL", help="video file or stream URL (rtsp://, http://, ...)")
     parser.add_argument(
         "--output",
+        type=cli.non_empty_path,
         metavar="PATH",
-        help="write the annotated video (.mp4, mp4v, the input's frame rate; never the input itself)",
+        help="write the annotated video (.mp4, mp4v, the input's frame rate; never the input itself); a FIFO "
+        "or a device gets the finished video's bytes written into it, never replaced",
     )
     parser.add_argument("--no-display", action="store_true", help="never open a window")
     parser.add_argument("--max-frames", type=cli.positive_int, metavar="N", help="stop after N frames")
     parser.add_argument("--json", action="store_true", help="JSON Lines on stdout, one object per frame")
     parser.add_argument(
         "--events",
+        type=cli.non_empty_path,
         metavar="PATH",
-        help="write person events (verdict, leave) as JSON Lines to PATH, flushed line by line so another "
-        "program can follow it; - is stdout (not with --json)",
+        help="append person events (verdict, leave) as JSON Lines to PATH, flushed line by line so another "
+        "program can follow it; each run's lines carry its run id between a start and an end line; never "
+        "truncated; a FIFO or device is written as a stream; - is stdout (not with --json)",
     )
     parser.add_argument(
         "--snapshots",
+        type=cli.non_empty_path,
         metavar="DIR",
-        help="save each person's best view of the face in DIR (track-000007.jpg), named in the events",
+        help="save each person's best view of the face in DIR (<run id>_track-000007.jpg: runs never replace "
+        "each other's pictures), named in the events",
     )
     parser.add_argument(
         "--per-frame",
@@ -127,18 +138,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check_outputs(args: argparse.Namespace) -> None:
     """Every output can be written and none is an input or another output; before the slow model load, creating
-    nothing."""
+    nothing. The outputs: the --output video, the --events log, the --snapshots folder and, with --json or
+    --events -, standard output when it is a file."""
     if args.output is not None:
         check_output(args.output, args.video)
     inputs = [args.video] if args.video is not None and "://" not in args.video else []
+    named = []  # (what, path) of every file or folder output, to compare pairwise
+    if args.output is not None:
+        named.append(("the --output video", args.output))
     if args.events not in (None, "-"):
         refuse_overwriting_inputs([args.events], inputs)
-        if args.output is not None and same_file(args.events, args.output):
-            raise OutputError(f"refusing to write {display_path(args.events)}: it is also the --output video")
         check_writable(args.events)
+        named.append(("the --events log", args.events))
     if args.snapshots is not None:
         refuse_overwriting_inputs([args.snapshots], inputs)
         SnapshotWriter.check(args.snapshots)
+        named.append(("the --snapshots folder", args.snapshots))
+    for i, (what, path) in enumerate(named):
+        for other, other_path in named[i + 1 :]:
+            if same_file(path, other_path):
+                raise OutputError(f"refusing to write {display_path(path)}: it is both {what} and {other}")
+    if args.json or args.events == "-":
+        for what, path in [("the input video", p) for p in inputs] + named:
+            if is_stdout(path):
+                raise OutputError(f"refusing to write JSON lines to standard output: it is {what}")
+
+
+def is_stdout(path: str) -> bool:
+    """Whether ``path`` is the file that standard output is redirected to (``> out.mp4``)."""
+    try:
+        return os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(path))
+    except (OSError, ValueError, AttributeError):  # no such file, or stdout is no file
+        return False
 
 
 def wants_window(args: argparse.Namespace) -> bool:
@@ -186,13 +217,18 @@ def summary_line(
 
 
 class EventLog:
-    """Where person events go: the --events JSON Lines (with snapshot paths) and the --snapshots pictures."""
+    """Where person events go: the --events JSON Lines (with snapshot paths) and the --snapshots pictures.
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.snapshots = SnapshotWriter(args.snapshots, cli.warn) if args.snapshots is not None else None
+    Every line of this run carries its run id, between a start line and, unless the process is killed, an end
+    line; the snapshots are named by it too, so runs that share a log or a folder never mix."""
+
+    def __init__(self, args: argparse.Namespace, source_name: str) -> None:
+        self.run = new_run_id()
+        self.snapshots = SnapshotWriter(args.snapshots, cli.warn, self.run) if args.snapshots is not None else None
         self.writer = None
         if args.events is not None:
             self.writer = EventWriter(sys.stdout if args.events == "-" else Path(args.events))
+            self.writer.write(start_record(self.run, source_name))
 
     def write(self, events: list[PersonEvent]) -> None:
         for event in events:
@@ -200,11 +236,14 @@ class EventLog:
             if self.snapshots is not None and event.kind == "verdict" and event.snapshot is not None:
                 path = self.snapshots.save(event.track_id, event.snapshot)
             if self.writer is not None:
-                self.writer.write(event_record(event, path, snapshots=self.snapshots is not None))
+                self.writer.write(event_record(event, path, snapshots=self.snapshots is not None, run=self.run))
 
-    def close(self) -> None:
+    def close(self, frames: int) -> None:
         if self.writer is not None:
-            self.writer.close()
+            try:
+                self.writer.write(end_record(self.run, frames))
+            finally:
+                self.writer.close()
 
 
 def run_loop(
@@ -216,8 +255,9 @@ def run_loop(
     stop: StopFlag,
     people: PeoplePipeline | None,
     log: "EventLog",
-) -> tuple[StreamTally, float, bool]:
-    """Every frame: a JSON line (--json), the events and the window; (totals, seconds, stopped by the quit key).
+) -> tuple[StreamTally, float, bool, "VideoError | None"]:
+    """Every frame: a JSON line (--json), the events and the window; (totals, seconds, stopped by the quit key,
+    the error that kept the --output video from being completed).
 
     On every way out (the end, q, Ctrl-C, SIGTERM, an error) the people still in view get their leave events
     before the outputs are closed."""
@@ -225,6 +265,8 @@ def run_loop(
     started = time.perf_counter()
     quit_key = False
     last: FrameResult | None = None
+    video_error: VideoError | None = None
+    looped = False  # the loop ended without an exception of its own
     # The handlers stay until the video is finalised: a signal during the clean-up only sets the flag.
     with stop.on_signals():
         try:
@@ -237,6 +279,7 @@ def run_loop(
                 if show and not show_frame(result.frame):
                     quit_key = True
                     break
+            looped = True
         finally:
             seconds = time.perf_counter() - started
             source.close()
@@ -244,12 +287,20 @@ def run_loop(
                 if people is not None and last is not None:
                     log.write(people.finish(last.index, last.time))
             finally:
-                log.close()
-                if writer is not None:
-                    writer.close()
-                if show:
-                    close_windows()
-    return tally, seconds, quit_key
+                try:
+                    log.close(tally.frames)
+                finally:
+                    try:
+                        if writer is not None:
+                            writer.close()
+                    except VideoError as exc:  # the video could not be completed (a full disk): the old one kept
+                        video_error = exc  # said after the summary: the other outputs are complete
+                        if not looped:
+                            cli.warn(str(exc))  # the error in flight is the one the run ends with
+                    finally:
+                        if show:
+                            close_windows()
+    return tally, seconds, quit_key, video_error
 
 
 def frame_record(result: FrameResult) -> dict:
@@ -266,6 +317,7 @@ def exit_code(
     stop: StopFlag,
     quit_key: bool,
     people: PeoplePipeline | None = None,
+    video_error: "VideoError | None" = None,
 ) -> int:
     """Say how the run ended and map it to the exit status: the summary, then signal, failure or success."""
     if tally.frames == 0:
@@ -275,8 +327,17 @@ def exit_code(
     else:
         report = sys.stderr if args.json or args.events == "-" else sys.stdout  # stdout stays pure JSON Lines
         cli.say(summary_line(tally, class_names, seconds, people), file=report)
-        if writer is not None and writer.frames:
+        short = not source.live and tally.frames < (people.config.min_frames if people is not None else 0)
+        if short and people.people == 0:
+            cli.warn(
+                f"only {tally.frames} {'frame' if tally.frames == 1 else 'frames'} read: a face counts as a person "
+                f"once seen in {people.config.min_frames} frames (a photo? use detect_image.py; or --per-frame)"
+            )
+        if writer is not None and writer.saved:
             cli.say(f"saved {display_path(writer.path)} ({writer.frames} frames)", file=report)
+    if video_error is not None:
+        cli.fail(str(video_error))
+        return cli.EXIT_ERROR
     if stop.signum in TERMINATING_SIGNALS:
         cli.say(f"stopped by signal {signal.Signals(stop.signum).name}", file=sys.stderr)
         return cli.exit_code_for_signal(stop.signum)
@@ -300,15 +361,15 @@ def main(argv: list[str] | None = None) -> int:
     source, pipeline, writer = open_run(args)
     try:
         people = None if args.per_frame else PeoplePipeline(pipeline, fps=source.fps)
-        log = EventLog(args)
+        log = EventLog(args, source.name)
     except BaseException:
         source.close()
         if writer is not None:
             writer.close()
         raise
     stop = StopFlag()
-    tally, seconds, quit_key = run_loop(args, source, pipeline, writer, show, stop, people, log)
-    return exit_code(args, source, writer, tally, seconds, pipeline.class_names, stop, quit_key, people)
+    tally, seconds, quit_key, video_error = run_loop(args, source, pipeline, writer, show, stop, people, log)
+    return exit_code(args, source, writer, tally, seconds, pipeline.class_names, stop, quit_key, people, video_error)
 
 
 def run() -> None:

@@ -83,7 +83,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="classifier (.keras or .tflite; default: as detect_image.py, models/mask_detector.int8.tflite or "
         "models/mask_detector.keras)",
     )
-    parser.add_argument("--report", metavar="OUT_DIR", help="report folder (default: output/eval-<DIR name>)")
+    parser.add_argument(
+        "--report", type=cli.non_empty_path, metavar="OUT_DIR", help="report folder (default: output/eval-<DIR name>)"
+    )
     parser.add_argument(
         "--iou",
         type=overlap,

@@ -13,7 +13,6 @@ agreement figures) is written beside the .tflite; detect_image.py / detect_webca
 import argparse
 
 from ..arrays import DEFAULT_ARRAYS
-from ..errors import MaskDetectionError
 from ..export import QUANTIZATIONS, default_calibration_path, default_model_path, export_models
 from . import common as cli
 
@@ -46,11 +45,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="ARRAYS",
         help="arrays file from loader.py: its images in the model's test split (from "
         "<model>_split.json) check the export, the others calibrate int8 (default: the arrays file "
-        f"the model was trained on, if it is there, else {DEFAULT_ARRAYS} if it exists; without "
-        "one, the check uses generated images, agreement only, and int8 is not possible)",
+        "the model was trained on, named in its metadata, looked for here and, for a relative name, from the "
+        f"folder above the model's (models/ is in the folder training ran in); else {DEFAULT_ARRAYS} if it exists; "
+        "without one, the check uses generated images, agreement only, and int8 is refused)",
     )
     p.add_argument(
         "--out",
+        type=cli.non_empty_path,
         metavar="FILE.tflite",
         help="output file, with a single --quantize (default: the model's path ending in "
         ".<mode>.tflite, e.g. models/mask_detector.int8.tflite; float32 for none)",
@@ -64,12 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     model = args.model or default_model_path()
+    # Without arrays, int8 is refused by export_models, once the model itself is known to be usable.
     calibration = args.calibration or default_calibration_path(model)
-    if "int8" in args.quantize and calibration is None:
-        raise MaskDetectionError(
-            "full-integer int8 export needs calibration images: give --calibration ARRAYS.npz "
-            "(the arrays file made by loader.py)"
-        )
     results = export_models(
         model, args.quantize, calibration_path=calibration, out=args.out, log=cli.say, warn=cli.warn
     )

@@ -63,6 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--out",
+        type=cli.non_empty_path,
         default=None,
         help=f"arrays file to write (default: DATASET/{ARRAYS_NAME}, or {DEFAULT_DATASET_DIR / ARRAYS_NAME})",
     )

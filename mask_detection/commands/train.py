@@ -10,8 +10,11 @@ them an input).
 import argparse
 import math
 import re
+import sys
+from pathlib import Path
 
 from ..backbones import BACKBONES
+from ..fileio import display_path
 from ..training import FAST_ENGINE_MIN_IMAGES, FEATURE_ENGINES, TrainConfig, TrainResult, train
 from . import common as cli
 
@@ -106,6 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test-fraction", type=float, default=defaults.test_fraction, help="default: %(default)s")
     p.add_argument(
         "--cache-dir",
+        type=cli.non_empty_path,
         metavar="DIR",
         help="feature cache folder: one SQLite file of features per picture, backbone weights and view, reused by "
         "any split or mix of pictures (default: $XDG_CACHE_HOME/mask_detection/features, else "
@@ -120,7 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"first (default: {defaults.cache_limit / 1e9:g}GB)",
     )
     p.add_argument("--no-cache", action="store_true", help="compute backbone features again, store nothing")
-    p.add_argument("--out", default=defaults.out, help="model file (default: %(default)s)")
+    p.add_argument("--out", type=cli.non_empty_path, default=defaults.out, help="model file (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     args = p.parse_args(argv)
     if args.weights and args.random_weights:
@@ -166,9 +170,20 @@ def report(result: TrainResult) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    result = train(config_from(args), log=None if args.quiet else cli.say, warn=cli.warn_above_progress)
-    if not args.quiet:
-        report(result)
+    saved: dict[str, Path] = {}
+    try:
+        result = train(
+            config_from(args), log=None if args.quiet else cli.say, warn=cli.warn_above_progress, on_saved=saved.update
+        )
+        if not args.quiet:
+            report(result)
+    except KeyboardInterrupt:
+        if saved:  # stopped after the save: the exit code says "interrupted", the user must learn the model is there
+            cli.say(
+                f"the new model is saved: {display_path(saved['model'])} (with its metadata, split and plots)",
+                file=sys.stderr,
+            )
+        raise
     return cli.EXIT_OK
 
 

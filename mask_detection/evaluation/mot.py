@@ -13,6 +13,7 @@ scores class 1 (pedestrian) only.
 
 from collections import Counter
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from ..classes import REGISTRY, canonical_name
@@ -23,6 +24,9 @@ from .voc import XYWH, finite_number
 CLASS_FILES = ("classes.txt", "labels.txt")  # looked for beside gt.txt, in this order
 SEGMENTS_FILE = "segments.txt"
 DEFAULT_CLASSES: tuple[str, ...] = tuple(REGISTRY)
+# Ids go into int64 arrays for trackers.eval (a larger one overflowed there, after the whole video had played);
+# frames and class ids are held to the same bound, so every whole number of the files fits anywhere it goes.
+LARGEST_WHOLE = 2**63 - 1
 
 
 class GroundTruthError(DatasetError):
@@ -204,8 +208,23 @@ def _lines(path: str | Path) -> list[str]:
 
 
 def _whole(text: str, name: str, where: str) -> int:
-    value = _real(text, name, where)
-    if value != int(value):
+    """``text`` as an exact whole number in -LARGEST_WHOLE-1..LARGEST_WHOLE ("7", "7.0" and "7e0" alike).
+
+    Read as a Decimal, not a float: a float rounds ids above 2**53, so two people could become one.
+    """
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise GroundTruthError(f"{where}: {name} is not a number ({safe_text(text[:20])!r})") from None
+    if not value.is_finite():
+        raise GroundTruthError(f"{where}: {name} is not a finite number ({safe_text(text[:20])!r})")
+    # Bounds before integrality: int() of "1e999999999" would build a billion-digit number.
+    if not -LARGEST_WHOLE - 1 <= value <= LARGEST_WHOLE:
+        shown = safe_text(text if len(text) <= 30 else text[:27] + "...")
+        raise GroundTruthError(
+            f"{where}: {name} {shown} does not fit in 64 bits ({-LARGEST_WHOLE - 1} to {LARGEST_WHOLE})"
+        )
+    if value != value.to_integral_value():
         raise GroundTruthError(f"{where}: {name} is not a whole number ({safe_text(text[:20])!r})")
     return int(value)
 

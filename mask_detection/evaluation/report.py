@@ -1,5 +1,6 @@
 """The report folder: checked before any slow work, and its files replaced together or not at all."""
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -52,14 +53,36 @@ def check_report_dir(
 
 def write_report_files(report_dir: str | Path, writers: Sequence[FileWriter]) -> None:
     """The report's files are replaced together or not at all, so an interrupted or failed run leaves the
-    previous report whole, never a mix of old and new files."""
+    previous report whole, never a mix of old and new files; nor an empty report folder that it created."""
     report_dir = Path(report_dir)
+    created = missing_folders(report_dir)
+    written = False
     try:
         with atomic_paths([report_dir / name for name, _ in writers]) as temporaries:
             for (_, write), tmp in zip(writers, temporaries, strict=True):
                 write(Path(tmp))
+        written = True
     except OSError as exc:
         raise OutputError(f"cannot write the report in {display_path(report_dir)}: {exc.strerror or exc}") from None
+    finally:
+        if not written:
+            remove_empty_folders(created)
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its ancestors that do not exist yet, deepest first: what writing into it creates."""
+    missing = []
+    while not os.path.lexists(folder) and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def remove_empty_folders(folders: Iterable[Path]) -> None:
+    """Remove each folder that is empty, deepest first; one holding anything (another run's files) stays."""
+    for folder in folders:
+        with contextlib.suppress(OSError):  # not empty, or never made (the disk was full before it)
+            os.rmdir(folder)
 
 
 def text_writer(text: str) -> Callable[[Path], None]:

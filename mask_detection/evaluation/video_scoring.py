@@ -175,8 +175,8 @@ def _identity_figures(matches: Sequence[FrameMatch], iou_threshold: float) -> Fi
     gt_ids, tracker_ids, similarity = [], [], []
     for m in matches:
         tracked = [d for d in m.kept if d.track_id is not None]
-        gt_ids.append(np.array([b.person for b in m.faces], dtype=np.intp))
-        tracker_ids.append(np.array([d.track_id for d in tracked], dtype=np.intp))
+        gt_ids.append(np.array([b.person for b in m.faces], dtype=np.int64))
+        tracker_ids.append(np.array([d.track_id for d in tracked], dtype=np.int64))
         similarity.append(iou_matrix([b.xywh for b in m.faces], [d.xywh for d in tracked]))
     identity = compute_identity_metrics(gt_ids, tracker_ids, similarity, threshold=iou_threshold)
     clear = compute_clear_metrics(gt_ids, tracker_ids, similarity, threshold=iou_threshold)

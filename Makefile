@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test lint demo install clean
+.PHONY: test test-fast lint demo install clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 10), "Python 3.10+ needed (3.11 tested)"'
@@ -21,9 +21,14 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 test: lint
 	$(PY) -m pytest -q tests
+
+# The edit-test loop: unit tests with stand-in models, in seconds (`make test` runs them too, with the rest).
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q tests/fast
 
 demo: $(VENV)/.installed
 	$(PY) detect_image.py --demo --no-display

@@ -110,8 +110,8 @@ def build_dev_video(
     scenes_dir: str | Path, out_dir: str | Path, max_photos: int | None = None, seed: int = 0
 ) -> DevVideo:
     """Write video.mp4, gt.txt, classes.txt and segments.txt to ``out_dir`` (all replaced together)."""
-    from mask_detection.evaluation.scenes import load_scene_set
-    from mask_detection.evaluation.voc import SCENE_CLASSES
+    from mask_detection.annotations.scene_set import load_scene_set
+    from mask_detection.annotations.voc import SCENE_CLASSES
     from mask_detection.fileio import atomic_paths
 
     items = load_scene_set(scenes_dir).items[:max_photos]
@@ -130,7 +130,7 @@ def _write_video(items: list, video_path: Path, seed: int) -> tuple[list[str], l
     """Render every photo's shot into ``video_path``; (gt rows, segment rows, frames written)."""
     import cv2
 
-    from mask_detection.evaluation.voc import SCENE_CLASSES
+    from mask_detection.annotations.voc import SCENE_CLASSES
     from mask_detection.images import decode_image
 
     writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))

@@ -167,47 +167,56 @@ def configure_threads(cv_threads=None, tf_threads=None):
             pass
 
 
+class JpegFrames:
+    """The benchmark's video as a source for the frame seam: JPEG frames in memory, decoded as they are read."""
+
+    live = False
+    failure = None
+    name = "benchmark video"
+    fps = VIDEO_FPS
+
+    def __init__(self, video):
+        self._video = video
+        self._next = 0
+
+    def read(self):
+        import cv2
+
+        if self._next >= len(self._video):
+            return None
+        frame = cv2.imdecode(self._video[self._next], cv2.IMREAD_COLOR)
+        self._next += 1
+        return frame, (self._next - 1) / VIDEO_FPS
+
+    def close(self):
+        pass
+
+
 def time_per_frame(pipeline, video):
     """Mean seconds per stage over the video, and the faces found in its last frame."""
-    import cv2
+    from mask_detection.pipeline import PerFrameProcessor
+    from mask_detection.stream import process_stream
 
-    from mask_detection.overlay import annotate
-
-    totals = dict.fromkeys(STAGES, 0.0)
-    detections = []
-    for jpeg in video:
-        timings = {}
-        t0 = time.perf_counter()
-        frame = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
-        t1 = time.perf_counter()
-        detections = pipeline.process(frame, timings=timings)
-        t2 = time.perf_counter()
-        annotate(frame, detections, pipeline.class_names, fps=VIDEO_FPS)
-        timings["decode"] = t1 - t0
-        timings["draw"] = time.perf_counter() - t2
-        for key in STAGES:
-            totals[key] += timings.get(key, 0.0)
-    return {key: value / len(video) for key, value in totals.items()}, len(detections)
+    processor = PerFrameProcessor(pipeline)
+    timings = processor.timings
+    *_, last = process_stream(JpegFrames(video), processor, draw=True, timings=timings)
+    timings["decode"] = timings.get("read", 0.0)
+    return {key: timings.get(key, 0.0) / len(video) for key in STAGES}, len(last.detections)
 
 
 def time_tracked(pipeline, video):
     """Seconds per frame of the tracked mode over the video, from a fresh tracker (new tracks included): in all,
     in the tracker (with the scene-cut check), and classifying (crops included); and the people counted."""
-    import cv2
-
-    from mask_detection.overlay import annotate_people
     from mask_detection.people import PeoplePipeline
+    from mask_detection.stream import process_stream
 
     people = PeoplePipeline(pipeline, fps=VIDEO_FPS)
-    timings = {}
     started = time.perf_counter()
-    for index, jpeg in enumerate(video):
-        frame = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
-        result = people.process(frame, index, index / VIDEO_FPS, timings=timings)
-        annotate_people(frame, result.detections, people.people_counts, result.alert, pipeline.class_names, VIDEO_FPS)
+    for _ in process_stream(JpegFrames(video), people, draw=True):
+        pass
     total = time.perf_counter() - started
-    people.finish(len(video), len(video) / VIDEO_FPS)
-    return total / len(video), timings["track"] / len(video), timings["classify"] / len(video), people.people
+    timings = people.timings
+    return total / len(video), timings["track"] / len(video), timings["classify"] / len(video), people.people.total
 
 
 def target_for(family, n_faces):
@@ -371,16 +380,15 @@ def save_last_frame(pipeline, video, path):
     """The video's last frame as the tracked mode draws it, after the whole video."""
     import cv2
 
-    from mask_detection.overlay import annotate_people
+    from mask_detection.overlay import draw_result
     from mask_detection.people import PeoplePipeline
+    from mask_detection.stream import process_stream
 
     people = PeoplePipeline(pipeline, fps=VIDEO_FPS)
-    for index, jpeg in enumerate(video):
-        frame = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
-        result = people.process(frame, index, index / VIDEO_FPS)
-    annotate_people(frame, result.detections, people.people_counts, result.alert, pipeline.class_names)
+    *_, last = process_stream(JpegFrames(video), people)
+    draw_result(last, pipeline.class_names)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), frame)
+    cv2.imwrite(str(path), last.image)
 
 
 def print_agreement(classifiers):

@@ -42,8 +42,9 @@ def main() -> int:
 
     from sklearn.model_selection import KFold
 
+    from mask_detection.annotations.scene_set import load_scene_set
     from mask_detection.arrays import load_arrays, save_arrays
-    from mask_detection.evaluation.scenes import load_scene_set, run_scenes
+    from mask_detection.evaluation.scenes import run_scenes
     from mask_detection.evaluation.scoring import score_scenes
     from mask_detection.pipeline import load_pipeline
     from mask_detection.training import TrainConfig, train

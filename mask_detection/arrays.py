@@ -39,7 +39,9 @@ def save_arrays(path: Path | str, arrays: dict[str, np.ndarray]) -> int:
         with atomic_path(path) as tmp:
             # A file object, not a name: np.savez would append ".npz" to any other ending.
             with open(tmp, "wb") as stream:
-                np.savez(stream, **{key: arrays[key] for key in (*ARRAY_KEYS, *OPTIONAL_KEYS) if key in arrays})
+                named = {key: arrays[key] for key in (*ARRAY_KEYS, *OPTIONAL_KEYS) if key in arrays}
+                # mypy matches **named against savez's allow_pickle: bool too; the keys are ARRAY_KEYS names.
+                np.savez(stream, **named)  # type: ignore[arg-type]
     except OSError as exc:
         raise DatasetError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path.stat().st_size

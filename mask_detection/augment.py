@@ -69,7 +69,9 @@ def degrade_like_small_face(
         # OpenCV's JPEG codec takes BGR; the swap keeps its luma/chroma split right for RGB pictures.
         ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(small[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
         if ok:
-            small = cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1]
+            decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+            assert decoded is not None  # the JPEG OpenCV itself just encoded
+            small = decoded[:, :, ::-1]
     return to_model_input(small, size)
 
 

@@ -5,6 +5,7 @@ readable output and evaluation take every class from here. Classes a model names
 shown under their own name with a palette colour.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -54,7 +55,7 @@ def canonical_name(name: str) -> str:
     return _ALIASES.get(name.strip().lower(), name)
 
 
-def class_info(name: str, class_names: tuple[str, ...] | list[str] = ()) -> ClassInfo:
+def class_info(name: str, class_names: Sequence[str] = ()) -> ClassInfo:
     """The registry entry of ``name``, or a made-up one (its own name, a palette colour) for other classes."""
     if name in REGISTRY:
         return REGISTRY[name]

@@ -175,7 +175,7 @@ def load_classifier(path: Path | str | None = None, threads: int | None = None, 
     suffix = path.suffix.lower()
     if suffix == ".keras":
         metadata = read_metadata(path)
-        classifier = KerasClassifier(load_keras_model(path), metadata, path)
+        classifier: Classifier = KerasClassifier(load_keras_model(path), metadata, path)
     elif suffix == ".tflite":
         metadata = read_tflite_metadata(path)
         classifier = LiteRTClassifier(path, metadata, metadata_input_size(metadata), threads=threads)

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import INPUT_SIZE
-from .detections import Box, Face
+from .boxes import XYWH, Box, pixel_bounds
+from .detections import Face
 from .images import to_model_input
 
 # Fraction of the face size added on each side of the crop. YuNet boxes hug the face (brow to chin);
@@ -23,17 +24,13 @@ FACE_MARGIN = 0.15
 MIN_FACE_SIZE = 8
 
 
-def crop_region(xywh: Box, shape: Sequence[int], margin: float = FACE_MARGIN) -> Box:
+def crop_region(xywh: XYWH, shape: Sequence[int], margin: float = FACE_MARGIN) -> Box:
     """(x0, y0, x1, y1): a square centred on the face, side = max(w, h) * (1 + 2 * margin), clipped."""
     x, y, w, h = xywh
-    height, width = shape[:2]
     side = max(w, h) * (1.0 + 2.0 * margin)
     cx = x + w / 2.0
     cy = y + h / 2.0
-    x0 = max(0, int(round(cx - side / 2.0)))
-    y0 = max(0, int(round(cy - side / 2.0)))
-    x1 = min(width, int(round(cx + side / 2.0)))
-    y1 = min(height, int(round(cy + side / 2.0)))
+    x0, y0, x1, y1 = pixel_bounds(cx - side / 2.0, cy - side / 2.0, cx + side / 2.0, cy + side / 2.0, shape)
     return (x0, y0, max(x0, x1), max(y0, y1))
 
 

@@ -22,8 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 from . import INPUT_SIZE
+from .boxes import clip_box
 from .crop import crop_face, largest_face
-from .detector import clip_box
 from .errors import DatasetError, ImageDecodeError, OutputError, exception_line
 from .fileio import check_writable, display_path
 from .images import decode_image, shrink_to_side, to_model_input
@@ -169,8 +169,8 @@ def scan_class_folder(class_dir: Path | str, warn: Warn | None = None) -> tuple[
         skipped.append((where, reason))
         warn(f"skipped {display_path(class_dir.name)}/{display_path(where)}: {reason}")
 
-    for root, dirnames, filenames in os.walk(class_dir, followlinks=False, onerror=walk_error):
-        root = Path(root)
+    for top, dirnames, filenames in os.walk(class_dir, followlinks=False, onerror=walk_error):
+        root = Path(top)
         kept = []
         for name in dirnames:
             if _is_hidden(name):
@@ -259,7 +259,7 @@ def build_arrays(
     kept = [picture for picture in pictures if picture.copies and len(picture.classes) == 1]
     _check_every_class_kept(summary)
     arrays = {
-        "images": _compact(images, [picture.row for picture in kept]),
+        "images": _compact(images, [_row(picture) for picture in kept]),
         "labels": np.asarray([picture.copies[0][0] for picture in kept], dtype=np.int32),
         "class_names": np.asarray(class_names, dtype=str),
         "paths": np.asarray([picture.copies[0][1] for picture in kept], dtype=str),
@@ -270,7 +270,7 @@ def build_arrays(
 
 def _scan_candidates(dataset_dir: Path, summary: Summary, warn: Warn) -> list[tuple[int, str]]:
     """(class index, path relative to the dataset folder) of every file to try, class by class."""
-    candidates = []
+    candidates: list[tuple[int, str]] = []
     for index, item in enumerate(summary.classes):
         files, broken = scan_class_folder(dataset_dir / item.name, warn=warn)
         # Broken links and link loops are pictures the user meant to give: counted as found and skipped.
@@ -376,6 +376,12 @@ def _check_every_class_kept(summary: Summary) -> None:
             else:
                 reason = "all its pictures are duplicates of pictures in other classes (label conflicts)"
             raise DatasetError(f"class {item.name} has no usable image: {reason}")
+
+
+def _row(picture: Picture) -> int:
+    """The row of a picture that has copies: only pictures that decoded into a row get copies."""
+    assert picture.row is not None
+    return picture.row
 
 
 def _compact(images: np.ndarray, rows: list[int]) -> np.ndarray:

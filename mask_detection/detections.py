@@ -7,7 +7,7 @@ Box fields say their format in their names: ``xywh`` is (x, y, width, height) in
 from dataclasses import dataclass, replace
 from typing import Any
 
-Box = tuple[int, int, int, int]
+from .boxes import Box
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .detections import Box, Face
+from .boxes import clip_box
+from .detections import Face
 from .errors import ModelError, exception_line
 from .images import quiet_opencv_logs, resize_by
 from .interfaces import FaceDetector
@@ -23,18 +24,6 @@ from .paths import YUNET_PATH
 # Live video keeps 1.0: the time matters more there.
 SMALL_PHOTO_UPSCALE = 1.5
 SMALL_PHOTO_MAX_SIDE = 1000
-
-
-def clip_box(x: float, y: float, w: float, h: float, image_shape: Sequence[int]) -> Box | None:
-    """Round a float (x, y, w, h) box to ints inside an image of ``image_shape``; None when empty."""
-    height, width = image_shape[:2]
-    x0 = max(0, int(round(x)))
-    y0 = max(0, int(round(y)))
-    x1 = min(width, int(round(x + w)))
-    y1 = min(height, int(round(y + h)))
-    if x1 <= x0 or y1 <= y0:
-        return None
-    return (x0, y0, x1 - x0, y1 - y0)
 
 
 def as_bgr(image: np.ndarray) -> np.ndarray:

@@ -12,7 +12,9 @@ class DatasetError(MaskDetectionError):
 
 
 class ImageDecodeError(MaskDetectionError):
-    pass
+    # Set where images.py raises it: the picture as messages show it, and the reason alone.
+    path: str
+    reason: str
 
 
 class ModelError(MaskDetectionError):

@@ -4,8 +4,7 @@
 goes on (``tail -F``). ``event_record`` builds an event's JSON form (a public format). ``SnapshotWriter`` saves
 each person's best view of the face as a JPEG named after the track.
 
-The events take their fields by name from any object shaped like ``people.PersonEvent`` (kind, track_id, frame,
-time, class_name, probability, xywh, first_frame, frames): this module sits below the application layer.
+The events are ``results.PersonEvent``s, the type every frame processor hands out.
 """
 
 import contextlib
@@ -15,26 +14,14 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
-from .detections import Box
 from .errors import OutputError
 from .fileio import check_writable, display_path, is_stream_target, safe_text, signals_held
 from .images import write_image
-
-
-class EventLike(Protocol):
-    kind: str  # "verdict" or "leave"
-    track_id: int
-    frame: int
-    time: float
-    class_name: str
-    probability: float
-    xywh: Box | None
-    first_frame: int | None
-    frames: int | None
+from .results import PersonEvent
 
 
 def new_run_id() -> str:
@@ -46,7 +33,7 @@ def new_run_id() -> str:
 
 
 def event_record(
-    event: EventLike, snapshot_path: str | os.PathLike | None = None, snapshots: bool = False, run: str | None = None
+    event: PersonEvent, snapshot_path: str | os.PathLike | None = None, snapshots: bool = False, run: str | None = None
 ) -> dict[str, Any]:
     """The JSON form of one event (rounded like ``Detection.to_json``).
 
@@ -61,18 +48,20 @@ def event_record(
     record.update(
         {
             "track": int(event.track_id),
-            "frame": int(event.frame),
+            "frame": int(event.frame_index),
             "time": round(float(event.time), 3),
             "label": event.class_name,
             "probability": round(float(event.probability), 4),
         }
     )
     if event.kind == "verdict":
+        assert event.xywh is not None  # verdict events carry the face box (leave events do not)
         record["box"] = [int(v) for v in event.xywh]
         if snapshots or snapshot_path is not None:
             record["snapshot"] = None if snapshot_path is None else display_path(snapshot_path)
     elif event.kind == "leave":
-        record["first_frame"] = int(event.first_frame)
+        assert event.first_frame_index is not None and event.frames is not None  # leave events carry both
+        record["first_frame"] = int(event.first_frame_index)
         record["frames"] = int(event.frames)
     else:
         raise ValueError(f"unknown event kind {event.kind!r}")

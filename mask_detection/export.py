@@ -205,7 +205,7 @@ def load_check_data(
     n = len(arrays["hashes"])
     split_file = split_record_path(model_path)
     test_idx, pool_idx, reason = _test_split_rows(arrays["hashes"], split_file)
-    if test_idx is not None:
+    if test_idx is not None and pool_idx is not None:  # both or neither
         description = (
             f"the held-out test split ({len(test_idx)} of {n} images in {calibration_path}, from {split_file.name})"
         )
@@ -365,7 +365,7 @@ def write_checked(
     with atomic_paths([out, metadata_path(out)]) as (tmp_model, tmp_meta):
         tmp_model.write_bytes(tflite_bytes)
         probe_meta = metadata_for({}, len(tflite_bytes))
-        exported = LiteRTClassifier(tmp_model, probe_meta, metadata_input_size(probe_meta), threads=threads)
+        exported: Classifier = LiteRTClassifier(tmp_model, probe_meta, metadata_input_size(probe_meta), threads=threads)
         exported = check_outputs(exported, out)  # as detection will load it (logits get a softmax there too)
         probs = predict_all(exported, check.images)
         if probs.shape != reference_probs.shape:
@@ -407,7 +407,7 @@ def check_export_outputs(
                 f"{display_path(model_path)}, and an export writes its own beside {display_path(target)}; give "
                 f"the output another name, e.g. {display_path(default_output_path(model_path, quantize))}"
             )
-    inputs = [model_path, model_meta, split_record_path(model_path)]
+    inputs: list[Path | str] = [model_path, model_meta, split_record_path(model_path)]
     if calibration_path is not None:
         inputs.append(calibration_path)
     outputs = [p for target in targets.values() for p in (Path(target), metadata_path(target))]

@@ -87,8 +87,15 @@ class FeatureStore:
             uri = "file:" + urllib.parse.quote(os.fspath(self.path.resolve())) + "?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, timeout=LOCK_TIMEOUT_SECONDS, isolation_level=None)
 
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        # The store is readable or writable only while it has a connection (whatever closes it clears both), and
+        # the connection is used only then.
+        assert self._db is not None, "feature store used while closed"
+        return self._db
+
     def _check_or_create(self) -> None:
-        db = self._db
+        db = self._conn
         application_id = db.execute("PRAGMA application_id").fetchone()[0]
         version = db.execute("PRAGMA user_version").fetchone()[0]
         tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
@@ -113,7 +120,7 @@ class FeatureStore:
         self.readable = self.writable = False
 
     def _create(self) -> None:
-        db = self._db
+        db = self._conn
         # Must come before the first table; lets evict() give the freed pages back to the file system.
         db.execute("PRAGMA auto_vacuum = INCREMENTAL")
         db.execute("BEGIN IMMEDIATE")
@@ -174,7 +181,7 @@ class FeatureStore:
         try:
             for start in range(0, len(keys), _CHUNK):
                 chunk = list(keys[start : start + _CHUNK])
-                rows = self._db.execute(
+                rows = self._conn.execute(
                     "SELECT entries.id, entries.key, blobs.data FROM entries JOIN blobs ON blobs.id = entries.id "
                     f"WHERE entries.key IN ({','.join('?' * len(chunk))})",
                     chunk,
@@ -194,7 +201,7 @@ class FeatureStore:
             return
         now = time.time()
 
-        def touch(db):
+        def touch(db: sqlite3.Connection) -> None:
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
                 db.execute(f"UPDATE entries SET used = ? WHERE id IN ({','.join('?' * len(chunk))})", [now, *chunk])
@@ -212,7 +219,7 @@ class FeatureStore:
         now = time.time()
         rows = [(key, np.ascontiguousarray(vector, _DTYPE).tobytes()) for key, vector in items]
 
-        def write(db):
+        def write(db: sqlite3.Connection) -> None:
             for key, data in rows:
                 db.execute("DELETE FROM blobs WHERE id = (SELECT id FROM entries WHERE key = ?)", (key,))
                 db.execute("DELETE FROM entries WHERE key = ?", (key,))
@@ -234,7 +241,7 @@ class FeatureStore:
         if not self.readable:
             return 0
         try:
-            return int(self._db.execute("SELECT coalesce(sum(size), 0) FROM entries").fetchone()[0])
+            return int(self._conn.execute("SELECT coalesce(sum(size), 0) FROM entries").fetchone()[0])
         except sqlite3.Error as exc:
             self._read_failed(exc)
             return 0
@@ -252,14 +259,14 @@ class FeatureStore:
             if excess <= 0 or not self.writable:
                 return 0
             doomed, recent = [], 0
-            for row_id, size, used in self._db.execute("SELECT id, size, used FROM entries ORDER BY used, id"):
+            for row_id, size, used in self._conn.execute("SELECT id, size, used FROM entries ORDER BY used, id"):
                 doomed.append(row_id)
                 recent += used >= self._opened_at
                 excess -= size
                 if excess <= 0:
                     break
 
-            def delete(db):
+            def delete(db: sqlite3.Connection) -> None:
                 for start in range(0, len(doomed), _CHUNK):
                     chunk = doomed[start : start + _CHUNK]
                     marks = ",".join("?" * len(chunk))
@@ -269,7 +276,7 @@ class FeatureStore:
             self._transaction(delete)
             # Give the freed pages back so the file shrinks too; executescript runs the pragma to its end
             # (execute() would free a single page).
-            self._db.executescript("PRAGMA incremental_vacuum;")
+            self._conn.executescript("PRAGMA incremental_vacuum;")
         except sqlite3.Error as exc:
             self._write_failed(exc)
             return 0
@@ -287,13 +294,13 @@ class FeatureStore:
     def __enter__(self) -> "FeatureStore":
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # ------------------------------------------------------------------ plumbing
 
     def _transaction(self, work: Callable[[sqlite3.Connection], object]) -> None:
-        db = self._db
+        db = self._conn
         db.execute("BEGIN IMMEDIATE")
         try:
             work(db)

@@ -130,10 +130,13 @@ def atomic_paths(paths, suffixes=None):
             _refuse_special(path)
             if is_stream_target(path):
                 streams.append(path)
-                temporaries.append(temporary_path(Path(tempfile.gettempdir()) / path.name, suffix))
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)  # OSError as it is: callers say what failed
-            temporaries.append(temporary_path(path, suffix))
+                folder = Path(tempfile.gettempdir())
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)  # OSError as it is: callers say what failed
+                folder = path.parent
+            # Held: an interrupt between creating the file and noting it would leave it behind.
+            with signals_held():
+                temporaries.append(temporary_path(folder / path.name, suffix))
         yield temporaries
         with signals_held():
             for tmp, path in zip(temporaries, paths, strict=True):

@@ -12,6 +12,7 @@ import struct
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -37,16 +38,16 @@ _TRANSPARENT_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 MAX_PHOTO_SIDE = 4096
 
 
-def _decode_error(path_text, reason):
+def _decode_error(path_text: str, reason: str) -> ImageDecodeError:
     exc = ImageDecodeError(f"cannot decode {path_text}: {reason}")
     exc.path = path_text
     exc.reason = reason
     return exc
 
 
-def _short_reason(exc):
-    text = str(exc).strip().splitlines()
-    text = text[-1] if text else ""
+def _short_reason(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    text = lines[-1] if lines else ""
     name = type(exc).__name__
     return f"{name}: {text}" if text else name
 
@@ -83,7 +84,10 @@ def decode_photo(source: ImageSource, limit_side: int = MAX_PHOTO_SIDE) -> tuple
     return rgb, full_size
 
 
-def _decode(source, draft_side=None, limit_side=None):
+def _decode(
+    source: ImageSource, draft_side: int | None = None, limit_side: int | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    opener: Callable[[], BinaryIO]
     if isinstance(source, (bytes, bytearray, memoryview)):
         path_text = "<bytes>"
         data = bytes(source)
@@ -106,7 +110,7 @@ def _decode(source, draft_side=None, limit_side=None):
         with opener() as stream, warnings.catch_warnings():
             # A DecompressionBombWarning (huge but allowed picture) is not worth a line per file.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(stream)
+            img: Image.Image = Image.open(stream)
             stored_width, stored_height = img.size
             if draft_side and img.format == "JPEG" and (limit_side is None or max(img.size) > limit_side):
                 img.draft("RGB", (int(draft_side), int(draft_side)))
@@ -153,7 +157,7 @@ def shrink_to_side(image: np.ndarray, side: int) -> np.ndarray:
     return resize_by(image, side / longer) if longer > side else image
 
 
-def _to_rgb(img):
+def _to_rgb(img: Image.Image) -> np.ndarray:
     """Any Pillow mode -> RGB uint8 array; transparency composited on white."""
     mode = img.mode
     if mode in _TRANSPARENT_MODES or "transparency" in img.info:

@@ -23,7 +23,7 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.set = False
-        self.signum = None
+        self.signum: int | None = None
 
     @contextlib.contextmanager
     def on_signals(self) -> Iterator["StopFlag"]:

@@ -5,6 +5,7 @@ Plots are drawn on ``matplotlib.figure.Figure`` objects and saved, never through
 for the whole process and no figure is left open in a long-lived one.
 """
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,11 @@ import numpy as np
 
 from .fileio import atomic_path
 
+# Class indices: an array, or a list built by the caller.
+Labels = np.ndarray | Sequence[int]
 
-def classification_figures(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
+
+def classification_figures(y_true: Labels, y_pred: Labels, class_names: Sequence[str]) -> dict:
     """Accuracy, balanced accuracy, per-class precision/recall/F1/support and the confusion matrix, as plain data."""
     from sklearn.metrics import (
         accuracy_score,

@@ -16,6 +16,7 @@ import numpy as np
 
 from .classes import WITHOUT_MASK, class_info, label_text
 from .detections import Box, Detection
+from .results import FrameResult
 
 Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive): label placement works in these
 
@@ -388,18 +389,17 @@ def count_labels(detections: Sequence[Detection]) -> dict[str, int]:
 
 def count_line(counts: dict[str, int], n_faces: int, class_names: Sequence[str] = ()) -> str:
     """E.g. "Faces 3 | Mask 2 | No mask 1": every class of the model, in its order, also when zero."""
-    names = list(class_names) or list(counts)
-    parts = [f"Faces {n_faces}"]
-    parts += [f"{class_info(name).display} {counts.get(name, 0)}" for name in names]
-    return " | ".join(parts)
+    return _counts_line("Faces", n_faces, counts, class_names)
 
 
 def people_line(people_counts: dict[str, int], class_names: Sequence[str] = ()) -> str:
     """E.g. "People 23 | Mask 19 | No mask 4": people counted so far, by verdict, every class of the model."""
-    names = list(class_names) or list(people_counts)
-    parts = [f"People {sum(people_counts.values())}"]
-    parts += [f"{class_info(name).display} {people_counts.get(name, 0)}" for name in names]
-    return " | ".join(parts)
+    return _counts_line("People", sum(people_counts.values()), people_counts, class_names)
+
+
+def _counts_line(what: str, total: int, counts: dict[str, int], class_names: Sequence[str]) -> str:
+    names = list(class_names) or list(counts)
+    return " | ".join([f"{what} {total}"] + [f"{class_info(name).display} {counts.get(name, 0)}" for name in names])
 
 
 def _alert_block(frame_shape: Sequence[int], text: str) -> _TextBlock:
@@ -468,3 +468,11 @@ def annotate(
     if fps is not None:
         lines.append(f"FPS {fps:.1f}")
     return _annotate_with(image, detections, class_names, lines, alert=False)
+
+
+def draw_result(result: FrameResult, class_names: Sequence[str] = (), fps: float | None = None) -> np.ndarray:
+    """The overlay of one processed video frame, on ``result.image`` in place: tracked (people counts, track ids,
+    the alert banner) when the result counts people, else per frame (faces counted by label)."""
+    if result.people is None:
+        return annotate(result.image, result.detections, class_names, fps=fps)
+    return annotate_people(result.image, result.detections, result.people.by_class, result.alert, class_names, fps)

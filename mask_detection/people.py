@@ -13,16 +13,16 @@ they leave) and again whenever it changes; a "leave" event when the track ends (
 longer than ``max_missing_seconds``, a scene cut, or ``finish`` at the end of the run).
 """
 
-import time as clock
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .classes import WITHOUT_MASK
-from .crop import crop_region, face_input
+from .crop import crop_region
 from .detections import Box, Detection
 from .errors import MaskDetectionError
-from .pipeline import MaskPipeline, decide
+from .pipeline import MaskPipeline
+from .results import FrameResult, PeopleCounts, PersonEvent, Timings
 from .tracker import FaceTracker, SceneCut, TrackedFace
 
 # Snapshots show a little more than the classifier's crop (hair, chin, mask straps), so an operator can tell who.
@@ -56,27 +56,6 @@ class TrackingConfig:
     min_iou: float = 0.2
     scene_cut_colour: float = 0.15  # share of the colour histogram that moves at a hard cut ...
     scene_cut_pixels: float = 0.5  # ... together with the share of pixels that change (see tracker.SceneCut)
-
-
-@dataclass(frozen=True)
-class PersonEvent:
-    kind: str  # "verdict" (first settled, or changed) or "leave" (the track ended)
-    track_id: int
-    frame: int
-    time: float
-    class_name: str
-    probability: float
-    xywh: Box | None = None  # verdict events: the face box in this frame (leaving: where last seen)
-    first_frame: int | None = None  # leave events
-    frames: int | None = None  # leave events: frames the person was seen in
-    snapshot: np.ndarray | None = None  # verdict events: the best view of the face so far (BGR crop, with margin)
-
-
-@dataclass(frozen=True)
-class PeopleFrame:
-    detections: list[Detection]  # every tracked face of the frame, best score first, track_id and settled set
-    events: list[PersonEvent]  # what happened at this frame
-    alert: bool  # a person with a settled without_mask verdict is in view
 
 
 @dataclass
@@ -129,6 +108,8 @@ class PeoplePipeline:
         check_config(config, fps)
         self.fps = fps
         self.class_names = pipeline.class_names
+        self.timings = Timings()
+        self._rule = pipeline.rule
         self._tracker = FaceTracker(fps, config.max_missing_seconds, config.new_track_score, config.min_iou)
         self._scene_cut = SceneCut(config.scene_cut_colour, config.scene_cut_pixels)
         self._tracks: dict[int, _Track] = {}
@@ -140,49 +121,40 @@ class PeoplePipeline:
         """How many frames in a row a face may be missing and keep its track."""
         return self._tracker.max_missing_frames
 
-    def process(
-        self, bgr: np.ndarray, frame_index: int, time: float, timings: dict[str, float] | None = None
-    ) -> PeopleFrame:
-        """One BGR uint8 frame. ``timings``: seconds spent in "detect", "track" and "classify" are added to it."""
-        t0 = clock.perf_counter()
-        faces = [f for f in self.pipeline.detector.detect(bgr) if min(f.xywh[2:]) >= self.pipeline.min_face]
-        t1 = clock.perf_counter()
+    def process(self, bgr: np.ndarray, frame_index: int, time: float) -> FrameResult:
+        """One BGR uint8 frame; frames must come in order. Seconds spent in "detect", "track" and "classify" are
+        added to ``timings``."""
+        with self.timings.stage("detect"):
+            faces = self.pipeline.detect(bgr)
         events = []
-        if self._scene_cut(bgr):
-            events += self._end(self._tracker.reset(), frame_index, time)
-        tracked, ended = self._tracker.update(faces)
-        events += self._end(ended, frame_index, time)
-        t2 = clock.perf_counter()
-        self._observe(tracked, frame_index)
-        self._classify(bgr, tracked, frame_index)
-        for item in tracked:
-            events += self._judge(self._tracks[item.track_id], frame_index, time)
-        t3 = clock.perf_counter()
-        if timings is not None:
-            for key, seconds in (("detect", t1 - t0), ("track", t2 - t1), ("classify", t3 - t2)):
-                timings[key] = timings.get(key, 0.0) + seconds
+        with self.timings.stage("track"):
+            if self._scene_cut(bgr):
+                events += self._end(self._tracker.reset(), frame_index, time)
+            tracked, ended = self._tracker.update(faces)
+            events += self._end(ended, frame_index, time)
+        with self.timings.stage("classify"):
+            self._observe(tracked, frame_index)
+            self._classify(bgr, tracked, frame_index)
+            for item in tracked:
+                events += self._judge(self._tracks[item.track_id], frame_index, time)
         detections = [self._detection(item) for item in sorted(tracked, key=lambda t: t.face.score, reverse=True)]
         alert = any(t.verdict is not None and t.verdict == self._without_mask for t in self._tracks.values())
-        return PeopleFrame(detections, events, alert)
+        return FrameResult(frame_index, time, detections, bgr, events, alert, self.people)
 
     def finish(self, frame_index: int, time: float) -> list[PersonEvent]:
         """End every open track (the end of the run, Ctrl-C, SIGTERM): a leave event for every open person, after
-        a verdict event for those not yet settled."""
+        a verdict event for those not yet settled. ``stream.process_stream`` calls it on every way out."""
         return self._end(self._tracker.reset(), frame_index, time)
 
     @property
-    def people_counts(self) -> dict[str, int]:
+    def people(self) -> PeopleCounts:
         """People so far (tracks that became persons, gone or still in view) by current verdict, every class of
         the model."""
         counts = dict(self._departed)
         for track in self._tracks.values():
             if self._is_person(track):
                 counts[self.class_names[self._label(track)]] += 1
-        return counts
-
-    @property
-    def people(self) -> int:
-        return sum(self.people_counts.values())
+        return PeopleCounts(counts)
 
     def _is_person(self, track: _Track) -> bool:
         return track.seen >= self.config.min_frames
@@ -207,21 +179,13 @@ class PeoplePipeline:
 
     def _classify(self, bgr: np.ndarray, tracked: list[TrackedFace], frame_index: int) -> None:
         """One batched classifier call for the faces that need evidence; each result joins its track's."""
-        chosen, batch = [], []
-        for item in tracked:
-            track = self._tracks[item.track_id]
-            if not self._needs_evidence(track, frame_index):
-                continue
-            face_bgr = face_input(
-                bgr, track.xywh, self.pipeline.classifier.input_size, self.pipeline.margin, self.pipeline.min_face
-            )
-            if face_bgr is not None:
-                chosen.append(track)
-                batch.append(face_bgr[:, :, ::-1])  # the classifier takes RGB
-        if not chosen:
+        wanting = [self._tracks[item.track_id] for item in tracked]
+        wanting = [track for track in wanting if self._needs_evidence(track, frame_index)]
+        if not wanting:
             return
-        probabilities = self.pipeline.classifier.predict(np.stack(batch))
-        for track, probs in zip(chosen, probabilities, strict=True):
+        kept, probabilities = self.pipeline.classify(bgr, [track.xywh for track in wanting])
+        for i, probs in zip(kept, probabilities, strict=True):
+            track = wanting[i]
             track.add_evidence(np.asarray(probs, np.float64), self._weight(track), self.config.memory)
             track.last_classified = frame_index
             track.doubted = track.verdict is not None and int(np.argmax(probs)) != track.verdict
@@ -240,7 +204,7 @@ class PeoplePipeline:
         """The person's current verdict: the settled one, or the best estimate so far."""
         if track.verdict is not None:
             return track.verdict
-        return int(decide(track.fused()[None, :], self.class_names, self.pipeline.mask_threshold)[0])
+        return self._rule.decide_one(track.fused())
 
     def _judge(self, track: _Track, frame_index: int, time: float) -> list[PersonEvent]:
         """Settle the verdict once there is enough evidence; afterwards change it only on strong evidence held
@@ -253,7 +217,7 @@ class PeoplePipeline:
             track.verdict = self._label(track)
             return [self._verdict_event(track, frame_index, time)]
         fused = track.fused()
-        best = int(decide(fused[None, :], self.class_names, self.pipeline.mask_threshold)[0])
+        best = self._rule.decide_one(fused)
         if best == track.verdict or fused[best] < self.config.change_probability:
             track.challenger, track.challenges = None, 0
             return []
@@ -265,8 +229,10 @@ class PeoplePipeline:
         return [self._verdict_event(track, frame_index, time)]
 
     def _verdict_event(self, track: _Track, frame_index: int, time: float) -> PersonEvent:
-        name = self.class_names[track.verdict]
-        probability = float(track.fused()[track.verdict])
+        verdict = track.verdict
+        assert verdict is not None  # called once the verdict is set
+        name = self.class_names[verdict]
+        probability = float(track.fused()[verdict])
         return PersonEvent(
             "verdict", track.track_id, frame_index, time, name, probability, track.xywh, snapshot=track.snapshot
         )
@@ -292,7 +258,7 @@ class PeoplePipeline:
                     time,
                     name,
                     probability,
-                    first_frame=track.first_frame,
+                    first_frame_index=track.first_frame,
                     frames=track.seen,
                 )
             )

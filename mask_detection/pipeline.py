@@ -5,51 +5,35 @@
 classifier (a LiteRT interpreter) is not thread-safe.
 """
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .classes import WITH_MASK
+from .boxes import clip_box
 from .classifier import load_classifier
 from .crop import FACE_MARGIN, MIN_FACE_SIZE, face_input
-from .detections import Detection, Face
-from .detector import SMALL_PHOTO_UPSCALE, clip_box, load_detector
+from .decision import DecisionRule
+from .detections import Box, Detection, Face
+from .detector import SMALL_PHOTO_UPSCALE, load_detector
 from .errors import ModelError
 from .interfaces import Classifier, FaceDetector
+from .results import FrameResult, PersonEvent, Timings
 
 DEFAULT_FACE_CONFIDENCE = 0.5
 
 Warn = Callable[[str], None]
 
 
-def decide(probabilities: np.ndarray, class_names: Sequence[str], mask_threshold: float | None = None) -> np.ndarray:
-    """Index of the chosen class for each row of ``probabilities``.
-
-    Default: the most probable class. With ``mask_threshold`` (and a ``with_mask`` class) a face is
-    "with_mask" when p(with_mask) >= threshold, otherwise the most probable of the other classes; e.g. 0.7
-    calls fewer faces masked than plain argmax does (0.5 for two classes).
-    """
-    probabilities = np.asarray(probabilities)
-    chosen = probabilities.argmax(axis=1)
-    if mask_threshold is None or WITH_MASK not in class_names or len(probabilities) == 0:
-        return chosen
-    mask = list(class_names).index(WITH_MASK)
-    others = probabilities.copy()
-    others[:, mask] = -1.0
-    return np.where(probabilities[:, mask] >= mask_threshold, mask, others.argmax(axis=1))
-
-
-def check_mask_threshold(value: float | None) -> float | None:
-    if value is not None and not 0.0 <= value <= 1.0:
-        raise ModelError(f"mask threshold must be between 0 and 1, got {value}")
-    return value
-
-
 class MaskPipeline:
-    """``process(bgr)`` -> a Detection for every face (skipping tiny ones), best face score first."""
+    """A face detector and a classifier with the one crop rule and a decision rule: ``process(bgr)`` -> a
+    Detection for every face (skipping tiny ones), best face score first.
+
+    Its two steps are public for the tracked pipeline: ``detect`` (the faces big enough to classify) and
+    ``classify`` (crop, resize rule, one batched classifier call).
+    """
 
     def __init__(
         self,
@@ -58,49 +42,24 @@ class MaskPipeline:
         margin: float = FACE_MARGIN,
         min_face: int = MIN_FACE_SIZE,
         mask_threshold: float | None = None,
+        rule: DecisionRule | None = None,
     ) -> None:
         self.detector = detector
         self.classifier = classifier
         self.margin = margin
         self.min_face = min_face
-        self.mask_threshold = check_mask_threshold(mask_threshold)
         self.class_names = list(classifier.class_names)
+        self.rule = rule if rule is not None else DecisionRule(tuple(self.class_names), mask_threshold)
 
-    def process(self, bgr: np.ndarray, timings: dict[str, float] | None = None) -> list[Detection]:
-        """Detections for one BGR uint8 frame.
-
-        ``timings``: optional dict; seconds spent in "detect", "crop" (crop + resize rule) and "classify"
-        are added to it, for the speed benchmark.
-        """
-        t0 = time.perf_counter()
-        faces = sorted(self.detector.detect(bgr), key=lambda face: face.score, reverse=True)
-        t1 = time.perf_counter()
-        kept, batch = self._classifier_inputs(bgr, faces)
-        t2 = time.perf_counter()
-        detections = self._classify(kept, batch)
-        t3 = time.perf_counter()
-        if timings is not None:
-            for key, seconds in (("detect", t1 - t0), ("crop", t2 - t1), ("classify", t3 - t2)):
-                timings[key] = timings.get(key, 0.0) + seconds
-        return detections
-
-    def _classifier_inputs(self, bgr: np.ndarray, faces: list[Face]) -> tuple[list[Face], np.ndarray | None]:
-        """The faces big enough to classify, and their classifier inputs as one RGB batch (None: no face)."""
-        kept, inputs = [], []
-        for face in faces:
-            face_bgr = face_input(bgr, face.xywh, self.classifier.input_size, self.margin, self.min_face)
-            if face_bgr is None:
-                continue
-            kept.append(face)
-            # The resize rule is channel-blind, so flip BGR -> RGB on the small result, not the crop.
-            inputs.append(face_bgr[:, :, ::-1])
-        return kept, (np.stack(inputs) if inputs else None)
-
-    def _classify(self, faces: list[Face], batch: np.ndarray | None) -> list[Detection]:
-        if batch is None:
-            return []
-        probabilities = self.classifier.predict(batch)  # one call for all faces of the frame
-        chosen = decide(probabilities, self.class_names, self.mask_threshold)
+    def process(self, bgr: np.ndarray, timings: Timings | None = None) -> list[Detection]:
+        """Detections for one BGR uint8 frame. ``timings``: seconds spent in "detect", "crop" (crop + resize rule)
+        and "classify" are added to it, for the speed benchmark."""
+        timings = timings if timings is not None else Timings()
+        with timings.stage("detect"):
+            faces = sorted(self.detector.detect(bgr), key=lambda face: face.score, reverse=True)
+        kept, probabilities = self.classify(bgr, [face.xywh for face in faces], timings)
+        faces = [faces[i] for i in kept]
+        chosen = self.rule.decide(probabilities)
         return [
             Detection(
                 face.xywh,
@@ -113,12 +72,55 @@ class MaskPipeline:
             for face, probs, index in zip(faces, probabilities, chosen, strict=True)
         ]
 
+    def detect(self, bgr: np.ndarray) -> list[Face]:
+        """The detector's faces that are big enough to classify, in the detector's order."""
+        return [face for face in self.detector.detect(bgr) if min(face.xywh[2:]) >= self.min_face]
+
+    def classify(
+        self, bgr: np.ndarray, boxes: Sequence[Box], timings: Timings | None = None
+    ) -> tuple[list[int], np.ndarray]:
+        """(indexes of the boxes classified, their class probabilities (N, classes)): each face cut by the crop
+        rule and resized by the resize rule, all in one classifier call. A box too small to crop is left out.
+        ``timings``: "crop" and "classify" seconds are added to it."""
+        timings = timings if timings is not None else Timings()
+        with timings.stage("crop"):
+            kept, inputs = [], []
+            for i, box in enumerate(boxes):
+                face_bgr = face_input(bgr, box, self.classifier.input_size, self.margin, self.min_face)
+                if face_bgr is None:
+                    continue
+                kept.append(i)
+                # The resize rule is channel-blind, so flip BGR -> RGB on the small result, not the crop.
+                inputs.append(face_bgr[:, :, ::-1])
+        if not inputs:
+            return [], np.zeros((0, len(self.class_names)), np.float32)
+        with timings.stage("classify"):
+            probabilities = self.classifier.predict(np.stack(inputs))  # one call for all faces of the frame
+        return kept, probabilities
+
+
+class PerFrameProcessor:
+    """The frame processor of per-frame video: every face of every frame classified on its own (no tracks, no
+    people, no events)."""
+
+    def __init__(self, pipeline: MaskPipeline) -> None:
+        self.pipeline = pipeline
+        self.class_names = pipeline.class_names
+        self.timings = Timings()
+        self.people = None  # no people are counted frame by frame
+
+    def process(self, bgr: np.ndarray, frame_index: int, time: float) -> FrameResult:
+        return FrameResult(frame_index, time, self.pipeline.process(bgr, self.timings), bgr)
+
+    def finish(self, frame_index: int, time: float) -> list[PersonEvent]:
+        return []
+
 
 def load_pipeline(
-    model_path: str | None = None,
+    model_path: Path | str | None = None,
     face_confidence: float = DEFAULT_FACE_CONFIDENCE,
     mask_threshold: float | None = None,
-    detector_path: str | None = None,
+    detector_path: Path | str | None = None,
     detect_size: int | None = None,
     threads: int | None = None,
     upscale: float = SMALL_PHOTO_UPSCALE,
@@ -132,15 +134,12 @@ def load_pipeline(
     """
     if not 0.0 <= face_confidence <= 1.0:
         raise ModelError(f"face confidence must be between 0 and 1, got {face_confidence}")
-    check_mask_threshold(mask_threshold)
     detector = load_detector(detector_path, score_threshold=face_confidence, max_side=detect_size, upscale=upscale)
     classifier = load_classifier(model_path, threads=threads, warn=warn)
-    if mask_threshold is not None and WITH_MASK not in classifier.class_names and warn is not None:
-        warn(
-            f"the mask threshold {mask_threshold:g} is ignored: the model has no {WITH_MASK} class "
-            f"({', '.join(classifier.class_names)}); each face gets its most probable class"
-        )
-    return MaskPipeline(detector, classifier, mask_threshold=mask_threshold)
+    rule = DecisionRule(tuple(classifier.class_names), mask_threshold)
+    if rule.ignored_threshold and warn is not None:
+        warn(rule.ignored_message())
+    return MaskPipeline(detector, classifier, rule=rule)
 
 
 def to_full_size(detections: list[Detection], shape: Sequence[int], full_shape: Sequence[int]) -> list[Detection]:

@@ -5,8 +5,8 @@ annotated face is cut around the detector's face box matched to it (one-to-one, 
 ``MATCH_IOU`` as in the evaluation), with the detection scale that photos get in the pipeline; only a face that no
 detection matches is cut around its annotated box. Both go through ``crop.face_input``, the rule detection uses.
 
-Its own module, not part of ``dataset``: it reads VOC files with ``evaluation.voc``, and ``evaluation`` imports
-``dataset`` (the two in one module would be an import cycle).
+VOC files are read and boxes matched with the building blocks the evaluation uses too (``annotations``, ``boxes``,
+``matching``), not with the evaluation itself: preparing training data depends on no evaluation code.
 """
 
 import hashlib
@@ -20,18 +20,17 @@ import numpy as np
 from tqdm import tqdm
 
 from . import INPUT_SIZE
+from .annotations.scene_set import load_scene_set
+from .annotations.voc import Annotation
+from .boxes import XYWH, Box, clip_box, clip_gt_box
 from .classes import REGISTRY, WITH_MASK, WITHOUT_MASK
 from .crop import MIN_FACE_SIZE, face_input
 from .dataset import format_table
-from .detector import clip_box
 from .errors import ImageDecodeError, exception_line
-from .evaluation.matching import iou_matrix
-from .evaluation.scenes import Annotation, load_scene_set
-from .evaluation.scoring import DEFAULT_IOU
-from .evaluation.voc import XYWH, clip_gt_box
 from .fileio import display_path, safe_text
 from .images import decode_photo
 from .interfaces import FaceDetector
+from .matching import DEFAULT_IOU, match_by_overlap
 
 Warn = Callable[[str], None]
 
@@ -176,12 +175,13 @@ def _photo_crops(
             count.matched += 1
         else:  # unmatched, or a detection too small to crop: the annotated box
             crop = face_input(rgb, box, size)
+            assert crop is not None  # an annotated box inside the photo and MIN_FACE_SIZE or more always crops
             count.annotated += 1
         out.append((index, class_index, crop))
     return out
 
 
-def _inside_photo(xywh: XYWH, full_shape: Sequence[int], shape: Sequence[int]) -> tuple[int, int, int, int] | None:
+def _inside_photo(xywh: XYWH, full_shape: Sequence[int], shape: Sequence[int]) -> Box | None:
     """An annotated box clipped to its photo and put in the decoded photo's pixels; None when nothing is left."""
     x, y, w, h = clip_gt_box(xywh, int(full_shape[1]), int(full_shape[0]))
     if w <= 0 or h <= 0:
@@ -190,26 +190,15 @@ def _inside_photo(xywh: XYWH, full_shape: Sequence[int], shape: Sequence[int]) -
     return clip_box(x * fx, y * fy, w * fx, h * fy, shape)
 
 
-def _matched_boxes(
-    rgb: np.ndarray, boxes: list[tuple[int, int, int, int]], detector: FaceDetector | None
-) -> list[tuple[int, int, int, int] | None]:
+def _matched_boxes(rgb: np.ndarray, boxes: list[Box], detector: FaceDetector | None) -> list[Box | None]:
     """For each annotated box, the detector's box matched to it, or None (one-to-one, best IoU first)."""
     if detector is None:
         return [None] * len(boxes)
     detections = detector.detect(np.ascontiguousarray(rgb[:, :, ::-1]))
-    overlaps = iou_matrix([face.xywh for face in detections], boxes)
-    matched: list[tuple[int, int, int, int] | None] = [None] * len(boxes)
-    taken: set[int] = set()
-    # Best overlap first over every (detection, face) pair: a face takes the detection that fits it best even
-    # when that detection also overlaps a neighbour.
-    for flat in np.argsort(-overlaps, axis=None, kind="stable"):
-        d, g = divmod(int(flat), len(boxes))
-        if overlaps[d, g] < MATCH_IOU:
-            break
-        if d not in taken and matched[g] is None:
-            matched[g] = detections[d].xywh
-            taken.add(d)
-    return matched
+    # Best overlap first over every (detection, face) pair, not by detector score as the evaluation does: a face
+    # takes the detection that fits it best even when that detection also overlaps a neighbour.
+    matched = match_by_overlap([face.xywh for face in detections], boxes, MATCH_IOU)
+    return [None if d is None else detections[d].xywh for d in matched]
 
 
 def _count_left_out_classes(annotation: Annotation, summary: SceneSummary, warn: Warn) -> None:

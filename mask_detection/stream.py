@@ -1,36 +1,25 @@
-"""The video loop, as a generator: frames from a source through the pipeline, drawn and written as they go.
+"""The video loop, as a generator: frames from a source through a frame processor, drawn and written as they go.
 
-Two modes: per frame (``MaskPipeline``: every face of every frame classified on its own) and tracked
-(``people.PeoplePipeline``: faces followed across frames, one verdict per person, events). Printing, windows and
-exit codes are the caller's (``commands.detect_webcam``); an HTTP service can consume the same ``FrameResult``
-stream. In tracked mode the caller ends the run with ``PeoplePipeline.finish`` on every way out, so every person
-still in view gets a leave event.
+One seam for every frame: a processor (``interfaces.FrameProcessor``) turns a frame into a ``FrameResult``, and
+``finish`` ends the run for it. Two processors exist: ``pipeline.PerFrameProcessor`` (every face of every frame
+classified on its own) and ``people.PeoplePipeline`` (faces followed across frames, one verdict per person,
+events). ``process_stream`` calls ``finish`` itself, on every way out, so every person still in view gets a leave
+event whoever runs the loop (the command, the evaluation, the benchmark, a service). Printing, windows and exit
+codes are the caller's.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from .detections import Detection
 from .errors import MaskDetectionError
+from .interfaces import FrameProcessor, VideoSource
 from .interrupts import StopFlag
-from .overlay import annotate, annotate_people, count_labels
-from .people import PeoplePipeline, PersonEvent
-from .pipeline import MaskPipeline
-from .video_io import FileSource, FpsMeter, LiveSource, VideoOutput
+from .overlay import count_labels, draw_result
+from .results import FrameResult, PersonEvent, Timings
+from .video_io import FpsMeter, VideoOutput
 
-
-@dataclass(frozen=True)
-class FrameResult:
-    """One processed frame."""
-
-    index: int  # among the frames processed (the output video's frames), from 0
-    time: float  # seconds: the position in a video file; since the start for a camera or stream
-    detections: list[Detection]  # tracked mode: the people's current verdicts, with track ids
-    frame: np.ndarray  # BGR; carries the overlay when it was drawn
-    events: list[PersonEvent] = field(default_factory=list)  # tracked mode: what happened to people at this frame
-    alert: bool = False  # tracked mode: a person with a settled without_mask verdict is in view
+EventSink = Callable[[list[PersonEvent]], None]
 
 
 @dataclass
@@ -49,42 +38,55 @@ class StreamTally:
 
 
 def process_stream(
-    source: FileSource | LiveSource,
-    pipeline: MaskPipeline,
+    source: VideoSource,
+    processor: FrameProcessor,
     writer: VideoOutput | None = None,
     stop: StopFlag | None = None,
     max_frames: int | None = None,
     draw: bool = False,
-    people: PeoplePipeline | None = None,
-) -> Iterator[FrameResult]:
-    """Read, detect, draw (when ``writer`` is given or ``draw``) and write each frame, then yield its result.
+    on_events: EventSink | None = None,
+    timings: Timings | None = None,
+) -> Generator[FrameResult, None, None]:
+    """Read, process, draw (when ``writer`` is given or ``draw``) and write each frame, then yield its result.
 
-    ``people``: tracked mode (built on ``pipeline``); None: per frame. Ends at the end of the source
-    (``source.failure`` then says whether it broke off), after ``max_frames`` frames, or before the next frame
-    once ``stop.set`` is true (a signal arrived). The frame is written before it is yielded, so the output video
-    always holds every frame handed out.
+    Ends at the end of the source (``source.failure`` then says whether it broke off), after ``max_frames``
+    frames, or before the next frame once ``stop.set`` is true (a signal arrived). The frame is written before it
+    is yielded, so the output video always holds every frame handed out.
+
+    ``on_events`` hears every person event of the run, in order: each frame's (also in its ``FrameResult``) and
+    those ``processor.finish`` gives on the way out, at the last frame processed. The way out includes the caller
+    leaving the loop early: close the generator then (``contextlib.closing``), so the people still in view get
+    their leave events at once. ``timings``: seconds spent reading ("read"), drawing ("draw") and writing
+    ("write") frames are added to it (the processor keeps its own stages).
     """
     if max_frames is not None and max_frames < 1:
         raise MaskDetectionError(f"the frame limit must be at least 1, got {max_frames}")
     meter = FpsMeter()
-    index = 0
-    while (max_frames is None or index < max_frames) and not (stop is not None and stop.set):
-        item = source.read()
-        if item is None:
-            return
-        frame, timestamp = item
-        if people is None:
-            result = FrameResult(index, timestamp, pipeline.process(frame), frame)
-        else:
-            found = people.process(frame, index, timestamp)
-            result = FrameResult(index, timestamp, found.detections, frame, found.events, found.alert)
-        fps = meter.tick()
-        if writer is not None or draw:
-            if people is None:
-                annotate(frame, result.detections, pipeline.class_names, fps=fps)
-            else:
-                annotate_people(frame, result.detections, people.people_counts, result.alert, pipeline.class_names, fps)
-        if writer is not None:
-            writer.write(frame)
-        yield result
-        index += 1
+    timings = timings if timings is not None else Timings()
+    last: FrameResult | None = None
+    try:
+        while (max_frames is None or last is None or last.frame_index + 1 < max_frames) and not (
+            stop is not None and stop.set
+        ):
+            with timings.stage("read"):
+                item = source.read()
+            if item is None:
+                return
+            frame, timestamp = item
+            result = processor.process(frame, 0 if last is None else last.frame_index + 1, timestamp)
+            last = result
+            fps = meter.tick()
+            if writer is not None or draw:
+                with timings.stage("draw"):
+                    draw_result(result, processor.class_names, fps)
+            if writer is not None:
+                with timings.stage("write"):
+                    writer.write(result.image)
+            if on_events is not None and result.events:
+                on_events(result.events)
+            yield result
+    finally:
+        if last is not None:
+            closing = processor.finish(last.frame_index, last.time)
+            if on_events is not None and closing:
+                on_events(closing)

@@ -59,13 +59,17 @@ class FaceTracker:
             data={"face": np.arange(len(faces))},  # ByteTrack reorders; the index travels with each detection
         )
         result = self._tracker.update(detections)
+        # Set by the tracker on what it returns (supervision's type allows None for untracked detections).
+        assert result.tracker_id is not None
         package_ids = dict(zip(result.data.get("face", []), result.tracker_id, strict=True))
         tracked = [
             TrackedFace(face, self._run_id(int(package_ids[i])))
             for i, face in enumerate(faces)
             if package_ids.get(i, -1) >= 0
         ]
-        alive = {int(i) for i in self._tracker.tracked_objects.tracker_id}
+        alive_ids = self._tracker.tracked_objects.tracker_id
+        assert alive_ids is not None  # likewise
+        alive = {int(i) for i in alive_ids}
         ended = [self._run_ids.pop(i) for i in sorted(set(self._run_ids) - alive)]
         return tracked, ended
 

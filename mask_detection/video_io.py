@@ -1,5 +1,5 @@
-"""Video in and out: sources (camera, file, stream URL), the annotated-video writer, the display check and
-windows, the FPS meter and the stop flag for signals.
+"""Video in and out: sources (camera, file, stream URL), the annotated-video writer, windows and the FPS meter
+(whether a window can be opened at all: ``display``).
 
 A camera (and a network stream) is read on its own thread and the loop always takes the newest frame, so a
 slow frame never stalls capture. A video file is read frame by frame without dropping any, so the annotated
@@ -10,10 +10,7 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import stat
-import struct
-import sys
 import tempfile
 import threading
 import time
@@ -43,7 +40,6 @@ FIRST_FRAME_TIMEOUT = 10.0  # seconds to wait for a camera's or stream's first f
 FRAME_TIMEOUT = 5.0  # seconds without a new live frame before giving up
 DAMAGE_TIMEOUT = 30.0  # seconds of failed reads in a row before a damaged video file counts as broken off
 MAX_CAMERA_INDEX = 99  # OpenCV reads 100 and more as a back-end code plus an index (200 = V4L2 camera 0)
-X11_TIMEOUT = 1.0  # seconds to wait for an X server to answer
 DEFAULT_FPS = 30.0  # when a source does not say its frame rate
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".m4v", ".mkv")
 QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q or Esc
@@ -53,93 +49,7 @@ class VideoError(MaskDetectionError):
     pass
 
 
-def display_available() -> tuple[bool, str]:
-    """(available, reason). opencv-python's imshow aborts the process without a display, so ask first.
-
-    On X11 systems the server named by DISPLAY must answer: a stale DISPLAY (a closed SSH session) would make
-    Qt abort the whole process, losing the video being written.
-    """
-    if sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
-        display = os.environ.get("DISPLAY")
-        if not display:
-            if os.environ.get("WAYLAND_DISPLAY"):
-                # opencv-python's Qt only has the xcb (X11) platform plugin: it needs Xwayland's DISPLAY.
-                return False, "DISPLAY is not set (WAYLAND_DISPLAY alone is not enough: OpenCV's windows need X11)"
-            return False, "neither DISPLAY nor WAYLAND_DISPLAY is set"
-        if not x_server_answers(display):
-            return False, f"DISPLAY={display_path(display)} does not answer"
-        return True, ""
-    return True, ""  # macOS and Windows always have a window system
-
-
-# The X11 connection setup: byte order ("l", little endian), protocol 11.0, no authorisation (name and data of
-# length 0). A server answers it with at least one byte: 1 success, 0 refused, 2 more authentication needed.
-_X11_SETUP = b"l\0" + struct.pack("<HHHH", 11, 0, 0, 0) + b"\0\0"
-
-
-def _x_server_addresses(display):
-    """Where the X server named by ``display`` listens, in the order xcb tries: [(family, address)]; [] for a
-    value that names no display at all; None when it cannot be told (a socket path such as macOS launchd's
-    "/private/tmp/com.apple.launchd.X/org.xquartz:0", another transport: then it is not checked)."""
-    if display.startswith("/"):
-        return None
-    match = re.fullmatch(r"(?:(?P<protocol>[A-Za-z0-9]+)/)?(?P<host>[^/]*?):(?P<number>\d+)(?:\.\d+)?", display)
-    if match is None:
-        return []  # xcb cannot parse it either
-    protocol, host, number = match["protocol"], match["host"], int(match["number"])
-    host = host.strip("[]")  # [::1]:0
-    if protocol not in (None, "unix", "tcp", "inet", "inet6"):
-        return None
-    port = 6000 + number
-    if protocol in ("tcp", "inet", "inet6") or (protocol is None and host not in ("", "unix")):
-        return [("tcp", (host or "localhost", port))]
-    sockets = []
-    if sys.platform.startswith("linux"):
-        sockets.append((socket.AF_UNIX, f"\0/tmp/.X11-unix/X{number}"))  # the abstract socket
-    sockets.append((socket.AF_UNIX, f"/tmp/.X11-unix/X{number}"))
-    if protocol is None and host == "":
-        sockets.append(("tcp", ("localhost", port)))  # xcb's last resort for ":N"
-    return sockets
-
-
-def x_server_answers(display: str, timeout: float = X11_TIMEOUT) -> bool:
-    """Whether an X server answers at ``display`` (a DISPLAY value) within ``timeout`` seconds.
-
-    Sends the connection setup and waits for any reply byte: a refusal still means a live server, because Qt
-    sends the authorisation cookie that this probe does not. Forms that cannot be checked count as answering.
-    """
-    addresses = _x_server_addresses(display)
-    if addresses is None:
-        return True
-    deadline = time.monotonic() + timeout
-    for family, address in addresses:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        try:
-            if family == "tcp":
-                conn = socket.create_connection(address, timeout=left)
-            else:
-                conn = socket.socket(family, socket.SOCK_STREAM)
-                conn.settimeout(left)
-                try:
-                    conn.connect(address)
-                except BaseException:
-                    conn.close()
-                    raise
-        except OSError:
-            continue  # nothing there: try the next address
-        with conn:
-            try:
-                conn.settimeout(max(0.01, deadline - time.monotonic()))
-                conn.sendall(_X11_SETUP)
-                return bool(conn.recv(1))  # b"" = closed without an answer
-            except OSError:  # timed out or reset: a connection that does not answer is no server
-                return False
-    return False
-
-
-def _sane_fps(value):
+def _sane_fps(value: float) -> float:
     return float(value) if value and 0.5 <= value <= 1000 else DEFAULT_FPS
 
 
@@ -147,12 +57,12 @@ def is_url(text: object) -> bool:
     return "://" in str(text)
 
 
-def display_url(url: str) -> str:
+def display_url(url: str | os.PathLike) -> str:
     """A stream URL as messages and logs show it: without the password (``rtsp://admin:***@camera/``)."""
     return display_path(re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*):[^/]*@", r"\1:***@", str(url)))
 
 
-def _utf8(name):
+def _utf8(name: str) -> bool:
     try:
         name.encode("utf-8")
         return True
@@ -167,9 +77,9 @@ class _OpenCVName:
     ``close()`` removes the link; OpenCV keeps its own handle on the file once opened.
     """
 
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         name = os.fspath(path)
-        self._folder = None
+        self._folder: str | None = None
         if _utf8(name):
             self.name = name
             return
@@ -178,7 +88,7 @@ class _OpenCVName:
         self.name = os.path.join(self._folder, "video" + (suffix if re.fullmatch(r"\.[A-Za-z0-9]+", suffix) else ""))
         os.symlink(os.path.abspath(name), self.name)
 
-    def close(self):
+    def close(self) -> None:
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
@@ -207,14 +117,14 @@ class FileSource:
         self.frames_read = 0
         self.skipped = 0  # frames of the file that could not be decoded
         self._position = 0  # frames of the file passed so far, decoded or not
-        self._first_bad = None  # position of the first frame that could not be decoded
-        self.failure = None  # set when frames of the file could not be decoded
+        self._first_bad: int | None = None  # position of the first frame that could not be decoded
+        self.failure: str | None = None  # set when frames of the file could not be decoded
         self._pending = self._next()
         if self._pending is None:
             self._cap.release()
             raise VideoError(f"cannot decode video {self.name}: no frame could be read")
 
-    def _open_file(self, path):
+    def _open_file(self, path: str | os.PathLike) -> cv2.VideoCapture:
         try:
             info = os.stat(path)
         except OSError as exc:  # missing, a name too long, a loop of links...
@@ -232,9 +142,9 @@ class FileSource:
             raise VideoError(f"cannot open video {self.name}: not a video OpenCV can decode")
         return cap
 
-    def _next(self):
+    def _next(self) -> tuple[np.ndarray, float] | None:
         """(frame, timestamp) of the next frame that decodes, or None at the end."""
-        failed_since = None
+        failed_since: float | None = None
         while True:
             ok, frame = self._cap.read()
             if ok and frame is not None:
@@ -254,7 +164,7 @@ class FileSource:
             self._note_lost(1)
             self._position += 1
 
-    def _note_lost(self, frames):
+    def _note_lost(self, frames: int) -> None:
         if self._first_bad is None:
             self._first_bad = self._position
         self.skipped += frames
@@ -264,6 +174,7 @@ class FileSource:
         )
 
     def read(self) -> tuple[np.ndarray, float] | None:
+        item: tuple[np.ndarray, float] | None
         if self._pending is not None:
             item, self._pending = self._pending, None
         else:
@@ -291,9 +202,9 @@ class LiveSource:
             self._cap.release()
             raise VideoError(f"cannot open {name}")
         self.fps = _sane_fps(self._cap.get(cv2.CAP_PROP_FPS))
-        self.failure = None
+        self.failure: str | None = None
         self.frames_read = 0
-        self._frame = None
+        self._frame: np.ndarray | None = None
         self._stamp = 0.0
         self._seq = 0
         self._taken = 0
@@ -307,7 +218,7 @@ class LiveSource:
             self.close()
             raise VideoError(f"cannot read from {name}: {self.failure or 'no frame arrived'}")
 
-    def _capture(self):
+    def _capture(self) -> None:
         failures = 0
         while not self._stop.is_set():
             ok, frame = self._cap.read()  # blocks until the next frame; releases the GIL
@@ -328,7 +239,7 @@ class LiveSource:
             self._ended = True
             self._cond.notify_all()
 
-    def _wait(self, timeout):
+    def _wait(self, timeout: float) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: self._seq != self._taken or self._ended, timeout) and (
                 self._seq != self._taken
@@ -342,6 +253,8 @@ class LiveSource:
         with self._cond:
             self._taken = self._seq
             self.frames_read += 1
+            # The capture thread sets the frame before it counts it, and _wait saw a frame counted.
+            assert self._frame is not None
             # The capture thread replaces self._frame rather than writing into it, so no copy is needed.
             return self._frame, self._stamp
 
@@ -412,9 +325,9 @@ class VideoOutput:
         self.fps = fps
         self.frames = 0
         self.saved = False  # the complete video is in place (renamed onto the target or copied into the stream)
-        self._writer = None
-        self._name = None
-        self._tmp = None
+        self._writer: cv2.VideoWriter | None = None
+        self._name: _OpenCVName | None = None
+        self._tmp: Path | None = None
         self._stream = is_stream_target(self.path)
         # A link is kept and what it points to is replaced (as fileio.atomic_paths does): replacing the link
         # itself would turn /dev/stdout redirected to a file into a regular file in /dev.
@@ -434,14 +347,15 @@ class VideoOutput:
     def write(self, frame: np.ndarray) -> None:
         if self._writer is None:
             height, width = frame.shape[:2]
+            assert self._tmp is not None  # made by __init__; only close() clears it, and nothing is written after
             self._name = _OpenCVName(self._tmp)  # the folder may hold bytes that are not UTF-8
             # MPEG-4 caps the time base's denominator at 65535, so a rate such as 123.0769 cannot be stored
             # exactly: the nearest rate with fewer decimals plays at the same speed to within 0.01%.
             for fps in dict.fromkeys((self.fps, round(self.fps, 2), float(round(self.fps)))):
-                self._writer = cv2.VideoWriter(self._name.name, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+                self._writer = cv2.VideoWriter(self._name.name, cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
                 if self._writer.isOpened():
                     break
-            if not self._writer.isOpened():
+            if self._writer is None or not self._writer.isOpened():  # (never None: the loop runs at least once)
                 self._writer = None
                 why = " (the disk is full)" if self._disk_full() else ""
                 raise VideoError(f"cannot write {display_path(self.path)}: OpenCV could not open an mp4v writer{why}")
@@ -500,6 +414,7 @@ class VideoOutput:
         the length: the index must announce every frame written, and the first and the last frame must decode
         (the last through a seek to its key frame, not by decoding the whole video).
         """
+        assert self._tmp is not None  # close() calls this only while the temporary file is there
         if not self._stream:
             try:  # write errors the file system reports only when the data reaches the disk (NFS, quotas)
                 fd = os.open(self._tmp, os.O_RDONLY)
@@ -532,6 +447,7 @@ class VideoOutput:
 
     def _disk_full(self) -> bool:
         """Whether the disk of the temporary file is (nearly) full: the likely reason a write failed."""
+        assert self._tmp is not None  # called (by write and close) only while the temporary file is there
         try:
             info = os.statvfs(self._tmp.parent)
         except OSError:
@@ -541,6 +457,7 @@ class VideoOutput:
     def _not_completed(self, problem: str) -> str:
         shown = display_path(self.path)
         if self._disk_full():  # before the temporary is removed, which frees its space
+            assert self._tmp is not None  # close() calls this only while the temporary file is there
             folder = f" of the temporary folder {display_path(self._tmp.parent)}" if self._stream else ""
             reason = f"the disk{folder} is full"
         else:
@@ -590,8 +507,8 @@ class FpsMeter:
 
     def __init__(self, smoothing: float = 0.9) -> None:
         self.smoothing = smoothing
-        self.value = None
-        self._last = None
+        self.value: float | None = None
+        self._last: float | None = None
 
     def tick(self) -> float | None:
         now = time.perf_counter()

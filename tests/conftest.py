@@ -85,13 +85,14 @@ SCRIPT_COMMANDS = {
 }
 
 _HOOK_HELPERS = r'''
-import contextlib, importlib, os, signal, sys
+import contextlib, importlib, os, signal, sys, types
 
 
 def _on_call(target, action, call=1, when="before", match=None):
     """Patch ``target`` ("module:attribute.path") so that its ``call``-th call (counting only calls with an
     argument whose text holds ``match``) runs ``action()`` before it, after it, or, for a context manager,
-    inside it (once entered)."""
+    inside it (once entered). A module's function is patched in its module and in every module of the package
+    that imported it by name, so the hook does not depend on which module calls it."""
     module_name, _, path = target.partition(":")
     owner = importlib.import_module(module_name)
     *parents, name = path.split(".")
@@ -128,6 +129,10 @@ def _on_call(target, action, call=1, when="before", match=None):
             return result
 
     setattr(owner, name, hooked)
+    if isinstance(owner, types.ModuleType):
+        for module in list(sys.modules.values()):
+            if getattr(module, "__name__", "").startswith("mask_detection") and getattr(module, name, None) is real:
+                setattr(module, name, hooked)
 
 
 def _send(signum):
@@ -207,9 +212,9 @@ def hooked_script(script, *args, hooks=(), setup="", hang_up_default=True):
         + ("signal.signal(signal.SIGHUP, signal.SIG_DFL)\n" if hang_up_default else "")
         + setup
         + "\n"
+        + f"from mask_detection.commands import {module}\n"
         + "".join(hooks)
         + f"sys.argv = [{script!r}, *{[str(a) for a in args]!r}]\n"
-        + f"from mask_detection.commands import {module}\n"
         + f"{module}.run()\n"
     )
     return [sys.executable, "-c", code]
@@ -243,3 +248,19 @@ def read_until(proc, predicate, safety_net=600):
         pytest.fail(f"the awaited line never came (exit {proc.wait()}); output so far:\n{''.join(seen)}")
     reader.join()
     return seen
+
+
+@contextlib.contextmanager
+def loopback_http_server(handler):
+    """An HTTP server on 127.0.0.1 (a free port) answering with ``handler`` on its own thread; yields its base URL."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mask_detection import backbones
+from mask_detection import backbones, torch_pickle
 from mask_detection.errors import MaskDetectionError, WeightsError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -219,7 +219,7 @@ def test_lite0_weights_errors(keras, tmp_path, monkeypatch):
 
 
 def test_legacy_state_dict_reader():
-    state = backbones.load_torch_legacy_state_dict(backbones.lite0_weights_path())
+    state = torch_pickle.load_torch_legacy_state_dict(backbones.lite0_weights_path())
     assert len(state) == 296
     assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
     assert state["_blocks.15._project_conv.weight"].shape == (320, 1152, 1, 1)
@@ -235,7 +235,7 @@ def test_legacy_state_dict_reader():
 def test_lite0_weights_from_explicit_pth_path(keras):
     path = backbones.lite0_weights_path()
     model = backbones.build_backbone("efficientnet_lite0", weights=str(path))
-    state = backbones.load_torch_legacy_state_dict(path)
+    state = torch_pickle.load_torch_legacy_state_dict(path)
     np.testing.assert_array_equal(
         model.get_layer("conv_stem").get_weights()[0], state["_conv_stem.weight"].transpose(2, 3, 1, 0)
     )

@@ -71,7 +71,7 @@ def test_terminating_signal_during_a_folder_run_leaves_only_complete_outputs(tmp
     """The signal comes while the third annotated picture is being written, its temporary file made (a hook in the
     real process: a signal sent from outside after the first picture could come after the last one)."""
     out = tmp_path / "out"
-    hook = on_call("mask_detection.images:atomic_path", send_signal(signum), call=3, when="inside")
+    hook = on_call("mask_detection.fileio:atomic_paths", send_signal(signum), when="inside", match="p02_annotated")
     argv = hooked_script("detect_image.py", "--image", photo_folder, "--output", out, "--no-display", hooks=[hook])
     result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=600)
     stdout, stderr = result.stdout, result.stderr

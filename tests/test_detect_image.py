@@ -174,13 +174,13 @@ def test_readable_lines_and_annotated_picture(tmp_path, photos, no_mask_model, c
 
 
 def test_mask_threshold_changes_the_decision():
-    from mask_detection.pipeline import decide
+    from mask_detection.decision import DecisionRule
 
     probs = np.array([[0.6, 0.4], [0.9, 0.1], [0.2, 0.8]])
     names = [WITH_MASK, WITHOUT_MASK]
-    assert decide(probs, names).tolist() == [0, 0, 1]
-    assert decide(probs, names, mask_threshold=0.7).tolist() == [1, 0, 1]
-    assert decide(probs, ["cat", "dog"], mask_threshold=0.7).tolist() == [0, 0, 1]
+    assert DecisionRule(names).decide(probs).tolist() == [0, 0, 1]
+    assert DecisionRule(names, mask_threshold=0.7).decide(probs).tolist() == [1, 0, 1]
+    assert DecisionRule(("cat", "dog"), mask_threshold=0.7).decide(probs).tolist() == [0, 0, 1]
 
 
 # ------------------------------------------------------------------------- the options the README promises

@@ -6,15 +6,13 @@ import http.server
 import json
 import signal
 import subprocess
-import sys
 import threading
-import time
 from unittest.mock import ANY
 
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, run_command
+from conftest import REPO, hooked_script, loopback_http_server, on_call, run_command, send_signal
 from detect_support import count_frames, make_face_video, save_tiny_classifier
 from test_people import BLUE, RED, face, frame
 
@@ -100,32 +98,21 @@ def test_per_frame_mode_every_frame_annotated_and_one_json_line_each(tmp_path, f
 
 
 def test_ctrl_c_stops_cleanly_and_finalises_the_video(tmp_path, tiny_model):
+    """Ctrl-C while the fourth frame is read (a hook in the real process): that frame is finished, the video
+    finalised with the four frames, exit 0."""
     video = tmp_path / "long.mp4"
-    make_face_video(video, frames=300, fps=25.0)
+    make_face_video(video, frames=60, fps=25.0)
     out = tmp_path / "partial.mp4"
-    cmd = [
-        sys.executable,
-        str(REPO / "detect_webcam.py"),
-        "--video",
-        str(video),
-        "--no-display",
-        "--json",
-        "--output",
-        str(out),
-        "--model",
-        str(tiny_model),
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    lines = [proc.stdout.readline() for _ in range(3)]  # processing is under way
-    assert all(lines), proc.stderr.read()
-    proc.send_signal(signal.SIGINT)
-    rest, err = proc.communicate(timeout=120)
-    lines += rest.splitlines()
-    assert proc.returncode == 0, err
-    assert "Traceback" not in err
-    n = len([line for line in lines if line.strip()])
-    assert 3 <= n < 300
-    assert f"summary: {n} frames" in err
+    hook = on_call("mask_detection.video_io:FileSource.read", send_signal(signal.SIGINT), call=4)
+    args = ["--video", video, "--no-display", "--json", "--output", out, "--model", tiny_model]
+    result = subprocess.run(
+        hooked_script("detect_webcam.py", *args, hooks=[hook]), capture_output=True, text=True, cwd=REPO, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    n = len([line for line in result.stdout.splitlines() if line.strip()])
+    assert n == 4
+    assert f"summary: {n} frames" in result.stderr
     assert count_frames(out) == n  # finalised: readable, exactly the processed frames
 
 
@@ -138,8 +125,50 @@ def test_max_frames(face_video, tiny_model, capfd):
     assert "summary: 5 frames" in err
 
 
+class SteppedCamera:
+    """A capture (OpenCV's VideoCapture interface) whose frames are released one at a time by the test: the
+    reader thread's pace is the test's, not the machine's. After the last frame it reports the end."""
+
+    def __init__(self, frames):
+        self._frames = list(frames)
+        self._released = threading.Semaphore(0)
+        self._state = threading.Condition()
+        self.taken = 0  # frames handed to the reader
+        self.waiting = False  # the reader is back, waiting for the next frame: it has stored the last one
+
+    def release_next(self):
+        self._released.release()
+
+    def wait_until_reader_waits_after(self, frames):
+        """Until the reader has taken ``frames`` frames and come back for the next (an event, not a duration)."""
+        with self._state:
+            self._state.wait_for(lambda: self.taken >= frames and self.waiting)
+
+    def isOpened(self):  # noqa: N802 (OpenCV's name)
+        return True
+
+    def get(self, prop):
+        return 25.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def read(self):
+        if self.taken >= len(self._frames):
+            return False, None
+        with self._state:
+            self.waiting = True
+            self._state.notify_all()
+        self._released.acquire()
+        with self._state:
+            self.waiting = False
+            self.taken += 1
+            return True, self._frames[self.taken - 1]
+
+    def release(self):
+        self._released.release()  # a reader waiting for a frame is let go
+
+
 def test_live_reader_hands_out_the_newest_frame(face_video):
-    """The camera path's threaded reader (fed by a video file here): a slow consumer skips frames, never lags."""
+    """The camera path's threaded reader: a consumer slower than the camera gets the newest frame, never a stale
+    one, and frames in between are dropped; the end of a live source is reported."""
     from mask_detection.video_io import FileSource, LiveSource
 
     every = FileSource(face_video)
@@ -149,17 +178,26 @@ def test_live_reader_hands_out_the_newest_frame(face_video):
     every.close()
     assert len(all_frames) == 30 and every.failure is None
 
-    live = LiveSource(str(face_video), "test stream")
-    got = []
+    camera = SteppedCamera(all_frames[:6])
+    camera.release_next()  # the first frame, which the source waits for when it opens
+    live = LiveSource("stepped", "test stream", capture=camera)
     try:
+        first = live.read()
+        for _ in range(3):  # the camera delivers frames 2, 3 and 4 while the consumer is busy
+            camera.release_next()
+        camera.wait_until_reader_waits_after(4)
+        newest = live.read()
+        for _ in range(2):  # frames 5 and 6, then the camera ends
+            camera.release_next()
+        rest = []
         while (item := live.read()) is not None:
-            got.append(item)
-            time.sleep(0.1)  # slower than the reader thread
+            rest.append(item)
     finally:
         live.close()
-    assert 1 <= len(got) < 30
-    assert np.array_equal(got[-1][0], all_frames[-1])  # the newest frame, not a stale one
-    assert [t for _, t in got] == sorted(t for _, t in got)
+    assert np.array_equal(first[0], all_frames[0])
+    assert np.array_equal(newest[0], all_frames[3])  # the newest frame: 2 and 3 were dropped
+    assert np.array_equal(rest[-1][0], all_frames[5])
+    assert [t for _, t in [first, newest, *rest]] == sorted(t for _, t in [first, newest, *rest])
     assert "stopped delivering frames" in live.failure  # the end of a live source is reported
 
 
@@ -188,17 +226,21 @@ def mjpeg_camera():
                 head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode()
                 self.wfile.write(head + data + b"\r\n")
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Camera)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/video.mjpg"
-    server.shutdown()
-    server.server_close()
+    with loopback_http_server(Camera) as url:
+        yield f"{url}/video.mjpg"
 
 
-def test_a_stream_that_stops_sending_is_retried_then_stopped_with_exit_1(tmp_path, mjpeg_camera, tiny_model, capfd):
+def test_a_stream_that_stops_sending_is_retried_then_stopped_with_exit_1(
+    tmp_path, mjpeg_camera, tiny_model, capfd, monkeypatch
+):
     """A live network stream (an MJPEG camera over HTTP): when it stops delivering, the reads are retried a few
     times, then the run ends cleanly with what it has, a warning and exit status 1."""
+    from mask_detection import video_io
+
+    # The waits for a frame are the patience of a live source, not what is tested: on a starved machine they
+    # could run out before the failed reads, and the run would end with another warning.
+    monkeypatch.setattr(video_io, "FIRST_FRAME_TIMEOUT", 600.0)
+    monkeypatch.setattr(video_io, "FRAME_TIMEOUT", 600.0)
     out = tmp_path / "out" / "saved.mp4"
     code, stdout, stderr = watch(
         capfd, "--video", mjpeg_camera, "--no-display", "--json", "--output", out, "--model", tiny_model
@@ -375,18 +417,15 @@ def test_events_and_snapshots_are_complete_after_a_signal(tmp_path, signum, exit
     whole, every snapshot named is a picture, and the summary counts the people."""
     video = two_people_video(tmp_path / "long.mp4", frames=300, fps=25.0)
     events_path, snapshots = tmp_path / "events.jsonl", tmp_path / "snaps"
-    cmd = [sys.executable, str(REPO / "detect_webcam.py"), "--video", str(video), "--no-display",
-           "--events", str(events_path), "--snapshots", str(snapshots)]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        deadline = time.monotonic() + 120
-        while not (events_path.exists() and events_path.read_text().count('"verdict"') >= 2):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.05)
-        proc.send_signal(signum)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
+    args = ["--video", video, "--no-display", "--events", events_path, "--snapshots", snapshots]
+    # The signal comes as soon as the second verdict is written (a hook in the real process, not a time).
+    hook = on_call(
+        "mask_detection.events:EventWriter.write", send_signal(signum), call=2, when="after", match="verdict"
+    )
+    proc = subprocess.run(
+        hooked_script("detect_webcam.py", *args, hooks=[hook]), capture_output=True, text=True, cwd=REPO, timeout=600
+    )
+    out, err = proc.stdout, proc.stderr
     assert proc.returncode == exit_code, err
     assert "Traceback" not in err
     events = [json.loads(line) for line in events_path.read_text().splitlines()]
@@ -395,7 +434,7 @@ def test_events_and_snapshots_are_complete_after_a_signal(tmp_path, signum, exit
     leaves = [e for e in events if e["event"] == "leave"]
     assert verdicts == {e["track"] for e in leaves} == {1, 2}
     last_frame = max(e["frame"] for e in leaves)
-    assert 0 < last_frame < 299  # stopped mid-way, the leaves at the last frame processed
+    assert last_frame == max(e["frame"] for e in events if e["event"] == "verdict")  # stopped after that frame
     for e in events:
         if e["event"] == "verdict":
             assert cv2.imread(e["snapshot"]) is not None

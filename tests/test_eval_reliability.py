@@ -12,6 +12,7 @@ from conftest import REPO, run_command, run_script
 from detect_support import face_photo, save_tiny_classifier
 from test_evaluate import BLUE, RED, det, paste_face, scene, voc_xml, write_scene
 
+from mask_detection.annotations.scene_set import load_scene_set
 from mask_detection.commands import evaluate
 from mask_detection.evaluation import scenes, scoring
 
@@ -108,7 +109,7 @@ def test_one_photo_out_of_memory_is_one_failed_photo(tmp_path):
     (tmp_path / "annotations").mkdir()
     write_scene(tmp_path, "big", [(20, 40, 70, RED)], [("with_mask", 0)])
     write_scene(tmp_path, "small", [(20, 40, 70, BLUE)], [("without_mask", 0)])
-    scene_set = scenes.load_scene_set(tmp_path)
+    scene_set = load_scene_set(tmp_path)
 
     class Pipeline:  # stands in for the detector on a photo too big for this machine's memory
         def process(self, bgr):

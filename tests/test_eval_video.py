@@ -8,9 +8,9 @@ import pytest
 from conftest import run_command, run_script
 from detect_support import count_frames, face_photo
 
+from mask_detection.annotations.mot import GroundTruthError, read_video_truth
 from mask_detection.commands import evaluate
 from mask_detection.detections import Detection
-from mask_detection.evaluation.mot import GroundTruthError, read_video_truth
 from mask_detection.evaluation.video_scoring import VideoRun, score_video
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -9,11 +9,14 @@ import pytest
 from conftest import run_command
 from detect_support import face_photo, save_tiny_classifier
 
+from mask_detection import boxes, matching
+from mask_detection.annotations import voc
+from mask_detection.annotations.scene_set import load_scene_set
+from mask_detection.annotations.voc import GroundTruth
 from mask_detection.commands import evaluate
 from mask_detection.detections import Detection
 from mask_detection.errors import DatasetError, MaskDetectionError
-from mask_detection.evaluation import evaluate_scenes, matching, scenes, scoring, voc
-from mask_detection.evaluation.voc import GroundTruth
+from mask_detection.evaluation import evaluate_scenes, scenes, scoring
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -22,7 +25,7 @@ THREE_CLASSES = ["with_mask", "without_mask", "mask_weared_incorrect"]
 
 
 def one_iou(a, b):
-    return float(matching.iou_matrix([a], [b])[0, 0])
+    return float(boxes.iou_matrix([a], [b])[0, 0])
 
 
 # ------------------------------------------------------------------------------------------------ IoU, matching
@@ -36,9 +39,9 @@ def test_iou_known_values():
     assert one_iou((0, 0, 10, 10), (2, 2, 5, 5)) == pytest.approx(25 / 100)  # one inside the other
     assert one_iou((0, 0, 0, 10), (0, 0, 10, 10)) == 0.0  # empty box
     assert one_iou((0, 0, 0, 0), (0, 0, 0, 0)) == 0.0  # two empty boxes: no division by zero
-    matrix = matching.iou_matrix([(0, 0, 10, 10), (5, 0, 10, 10)], [(0, 0, 10, 10), (100, 100, 1, 1), (5, 0, 10, 10)])
+    matrix = boxes.iou_matrix([(0, 0, 10, 10), (5, 0, 10, 10)], [(0, 0, 10, 10), (100, 100, 1, 1), (5, 0, 10, 10)])
     np.testing.assert_allclose(matrix, [[1, 0, 50 / 150], [50 / 150, 0, 1]])
-    assert matching.iou_matrix([], [(0, 0, 1, 1)]).shape == (0, 1)
+    assert boxes.iou_matrix([], [(0, 0, 1, 1)]).shape == (0, 1)
 
 
 def test_matching_no_detections_no_faces_no_overlap():
@@ -80,7 +83,7 @@ def test_one_detection_overlapping_two_faces_takes_one_the_other_stays_for_the_n
 
 
 def test_size_buckets_boundaries():
-    assert [matching.size_bucket((0, 0, w, 100)) for w in (15.9, 16, 31, 32, 63.5, 64, 500)] == [
+    assert [boxes.size_bucket((0, 0, w, 100)) for w in (15.9, 16, 31, 32, 63.5, 64, 500)] == [
         "<16",
         "16-32",
         "16-32",
@@ -89,7 +92,7 @@ def test_size_buckets_boundaries():
         ">=64",
         ">=64",
     ]
-    assert matching.box_size((0, 0, 40, 20)) == 20
+    assert boxes.box_size((0, 0, 40, 20)) == 20
 
 
 # ------------------------------------------------------------------------------------------------ figures
@@ -441,7 +444,7 @@ def test_scene_set_counts_problems_and_finds_images_by_stem(tmp_path):
     (tmp_path / "annotations" / "b.xml").write_text(voc_xml("b.png"))  # named .png, stored as .jpg
     (tmp_path / "annotations" / "c.xml").write_text(voc_xml("c.png"))  # no such image
     (tmp_path / "annotations" / "d.xml").write_text("<annotation>")
-    s = scenes.load_scene_set(tmp_path)
+    s = load_scene_set(tmp_path)
     assert [image.name for _, image in s.items] == ["a.png", "b.jpg"]
     assert len(s.problems["malformed"]) == 1 and "d.xml" in s.problems["malformed"][0]
     assert len(s.problems["missing_image"]) == 1 and "c.png" in s.problems["missing_image"][0]
@@ -451,12 +454,12 @@ def test_scene_set_counts_problems_and_finds_images_by_stem(tmp_path):
 
 def test_scene_set_errors(tmp_path):
     with pytest.raises(DatasetError, match="not found"):
-        scenes.load_scene_set(tmp_path / "nope")
+        load_scene_set(tmp_path / "nope")
     with pytest.raises(DatasetError, match="no PASCAL VOC annotation files"):
-        scenes.load_scene_set(tmp_path)
+        load_scene_set(tmp_path)
     (tmp_path / "x.xml").write_text("not xml")
     with pytest.raises(DatasetError, match="no usable annotation"):
-        scenes.load_scene_set(tmp_path)
+        load_scene_set(tmp_path)
 
 
 def test_library_messages_name_no_flags(tmp_path):

@@ -64,7 +64,7 @@ def face_video(tmp_path_factory):
     ],
 )
 def test_mot_whole_numbers_that_do_not_fit_64_bits_are_refused_when_read(tmp_path, rows, segments, expected):
-    from mask_detection.evaluation.mot import GroundTruthError, read_video_truth
+    from mask_detection.annotations.mot import GroundTruthError, read_video_truth
 
     gt = write_gt(tmp_path, rows, segments=segments)
     with pytest.raises(GroundTruthError) as error:
@@ -75,8 +75,8 @@ def test_mot_whole_numbers_that_do_not_fit_64_bits_are_refused_when_read(tmp_pat
 def test_mot_ids_are_read_exactly_up_to_64_bits_and_scored(tmp_path):
     """Two ids a float cannot tell apart (2**63-1 and 2**63-2) stay two people, and the identity figures (int64
     arrays in trackers.eval) take the largest and smallest ids."""
+    from mask_detection.annotations.mot import read_video_truth
     from mask_detection.detections import Detection
-    from mask_detection.evaluation.mot import read_video_truth
     from mask_detection.evaluation.video_scoring import VideoRun, score_video
 
     low = -(2**63)

@@ -76,7 +76,7 @@ def frame(placed, background=None):
 
 
 def run(people, frames):
-    """Every frame through ``people``: (the PeopleFrames, every event including those of ``finish``)."""
+    """Every frame through ``people``: (the FrameResults, every event including those of ``finish``)."""
     results = [people.process(f, i, i / FPS) for i, f in enumerate(frames)]
     events = [e for r in results for e in r.events] + people.finish(len(frames) - 1, (len(frames) - 1) / FPS)
     return results, events
@@ -118,7 +118,7 @@ def test_two_faces_crossing_keep_their_ids(detector):
     found = tracks_by_identity(results, truth)
     assert len(found["a"]) == 1 and len(found["b"]) == 1, found
     assert found["a"] != found["b"]  # never the same track on both people
-    assert people.people == 2
+    assert people.people.total == 2
     assert sorted(e.kind for e in events) == ["leave", "leave", "verdict", "verdict"]
     # They really crossed: the faces swapped sides.
     first = {d.track_id: d.xywh[0] for d in results[5].detections}
@@ -141,15 +141,15 @@ def test_a_face_that_vanishes_keeps_its_track_up_to_max_missing_seconds(detector
     ids = {d.track_id for r in results for d in r.detections}
     leaves = [e for e in events if e.kind == "leave"]
     if same_person:
-        assert len(ids) == 1 and people.people == 1
-        assert len(leaves) == 1 and leaves[0].frame == len(frames) - 1  # at the end of the run
+        assert len(ids) == 1 and people.people.total == 1
+        assert len(leaves) == 1 and leaves[0].frame_index == len(frames) - 1  # at the end of the run
         assert leaves[0].frames == 2 * shown - 1  # seen in every shown frame but the first (confirmation)
     else:
         first, second = sorted(ids)
-        assert people.people == 2
+        assert people.people.total == 2
         assert [e.track_id for e in leaves] == [first, second]
         # The first track ended once the face had been missing for longer than max_missing_seconds.
-        assert leaves[0].frame == shown + people.max_missing_frames
+        assert leaves[0].frame_index == shown + people.max_missing_frames
         assert people.max_missing_frames == 15
 
 
@@ -172,8 +172,8 @@ def test_a_scene_cut_ends_every_track(detector):
     after = {d.track_id for r in results[20:] for d in r.detections}
     assert len(before) == 2 and len(after) == 2 and not before & after
     assert sorted(e.track_id for e in results[20].events if e.kind == "leave") == sorted(before)
-    assert all(e.frame == 20 for e in results[20].events)
-    assert people.people == 4
+    assert all(e.frame_index == 20 for e in results[20].events)
+    assert people.people.total == 4
 
 
 def test_a_camera_panning_over_one_scene_is_no_cut(detector):
@@ -207,30 +207,30 @@ def test_lowering_the_mask_changes_the_verdict_once_and_single_frames_never(dete
     assert classifier.faces == 79  # every frame but the first (the track is confirmed at its second)
     verdicts = [e for e in events if e.kind == "verdict"]
     assert [e.class_name for e in verdicts] == [WITH_MASK, WITHOUT_MASK]
-    assert 40 < verdicts[1].frame <= 58  # strong evidence held over several classifications, not one frame
+    assert 40 < verdicts[1].frame_index <= 58  # strong evidence held over several classifications, not one frame
     labels = [r.detections[0].class_name for r in results[1:]]
     settled = [r.detections[0].settled for r in results[1:]]
     assert sum(a != b for a, b in zip(labels, labels[1:], strict=False)) == 1  # changed once, never flickered
-    assert settled.index(True) == verdicts[0].frame - 1
+    assert settled.index(True) == verdicts[0].frame_index - 1
     leave = events[-1]
     assert (leave.kind, leave.class_name) == ("leave", WITHOUT_MASK)
-    assert people.people_counts == {WITH_MASK: 0, WITHOUT_MASK: 1}
+    assert people.people.by_class == {WITH_MASK: 0, WITHOUT_MASK: 1}
 
 
 def test_a_tracked_face_is_classified_only_when_it_adds_evidence(detector):
-    """60 frames of one face: classified when its track is new, every 3 frames until the verdict is settled, then
+    """60 frames of one face: classified when its track is new, every 2 frames until the verdict is settled, then
     every 10 frames; a face that comes much closer (1.3x the area) is classified at once."""
     a = face()
     people, classifier = people_pipeline(detector)
     results, _ = run(people, [frame([(a, (200, 150))])] * 60)
     assert all(len(r.detections) == 1 for r in results[1:])
-    assert classifier.faces == 8  # frames 1, 4, 7 (settled), 17, 27, 37, 47, 57
+    assert classifier.faces == 8  # frames 1, 3, 5 (settled), 15, 25, 35, 45, 55
     assert classifier.calls == 8
 
     people, classifier = people_pipeline(detector)
     close = face(scale=0.8)
     run(people, [frame([(a, (200, 150))])] * 10 + [frame([(close, (180, 120))])] * 3)
-    assert classifier.faces == 4  # frames 1, 4, 7, then the closer view at once (10; else 17), not at 11, 12
+    assert classifier.faces == 4  # frames 1, 3, 5, then the closer view at once (10; else 15), not at 11, 12
 
 
 def test_a_short_detection_is_nobody(detector):
@@ -241,7 +241,7 @@ def test_a_short_detection_is_nobody(detector):
     results, events = run(people, [frame([(a, (200, 150))])] * 3 + [frame([])] * 20)
     reported = [d for r in results for d in r.detections]
     assert len(reported) == 2 and all(d.track_id == 1 and d.settled is False for d in reported)
-    assert people.people == 0 and events == []
+    assert people.people.total == 0 and events == []
 
 
 def test_people_counts_and_the_alert(detector):
@@ -255,7 +255,7 @@ def test_people_counts_and_the_alert(detector):
     settled_at = next(i for i, r in enumerate(results) if any(d.settled for d in r.detections))
     assert not any(alerts[:settled_at]) and all(alerts[settled_at:20])
     assert not any(alerts[20 + people.max_missing_frames + 1 :])
-    assert people.people_counts == {WITH_MASK: 1, WITHOUT_MASK: 1}
+    assert people.people.by_class == {WITH_MASK: 1, WITHOUT_MASK: 1}
     assert [d.class_name for d in results[10].detections] == [WITH_MASK, WITHOUT_MASK] or [
         d.class_name for d in results[10].detections
     ] == [WITHOUT_MASK, WITH_MASK]

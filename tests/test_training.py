@@ -387,7 +387,7 @@ def test_full_tmpfs_while_saving_keeps_every_old_file(tiny_arrays, tmp_path):
 # thread, whose handling would otherwise come during the renames or after them as the scheduler has it.
 SAVING_MOMENTS = {
     "temporaries-made": (
-        on_call("mask_detection.training:atomic_paths", send_signal(signal.SIGTERM), when="inside"),
+        on_call("mask_detection.fileio:atomic_paths", send_signal(signal.SIGTERM), when="inside", match="m.keras"),
         "old",
     ),
     "first-rename-done": (
@@ -746,7 +746,7 @@ def test_metadata_counts_and_scores_each_source_apart(tmp_path):
 def test_a_source_with_one_class_in_the_test_split_is_scored_quietly():
     import warnings
 
-    from mask_detection.training import HeldOutScore, _test_by_source
+    from mask_detection.training.scores import HeldOutScore, _test_by_source
 
     labels = np.array([0, 0, 1, 1, 0, 0])
     sources = np.array(["folders"] * 4 + ["scenes:x"] * 2)  # the scene crops in test are all masked

@@ -91,7 +91,7 @@ def probe(monkeypatch):
     probe's clock moves only by the timeouts its waits ran into (a refused connection takes no time): its
     deadline cannot run out early on a loaded machine, and ``elapsed`` is what the check would take at worst,
     whatever the load. Returns a namespace: ``waits`` [(operation, timeout)], ``elapsed`` (seconds)."""
-    from mask_detection import video_io
+    from mask_detection import display
 
     seen = types.SimpleNamespace(waits=[], elapsed=0.0, probing=False)
     tester = threading.get_ident()
@@ -117,7 +117,7 @@ def probe(monkeypatch):
         def recv(self, size, *flags):
             return self._wait("recv", super().recv, size, *flags)
 
-    real_probe = video_io.x_server_answers
+    real_probe = display.x_server_answers
 
     def probing(*args, **kwargs):
         seen.probing = True
@@ -127,8 +127,8 @@ def probe(monkeypatch):
             seen.probing = False
 
     monkeypatch.setattr(socket, "socket", RecordingSocket)  # socket.create_connection makes its sockets so too
-    monkeypatch.setattr(video_io, "time", types.SimpleNamespace(monotonic=lambda: seen.elapsed))
-    monkeypatch.setattr(video_io, "x_server_answers", probing)
+    monkeypatch.setattr(display, "time", types.SimpleNamespace(monotonic=lambda: seen.elapsed))
+    monkeypatch.setattr(display, "x_server_answers", probing)
     return seen
 
 
@@ -162,7 +162,7 @@ def test_dead_display_runs_without_a_window_and_keeps_the_video(tmp_path):
     "form", [":{n}", ":{n}.0", "unix:{n}", "localhost:{n}", "127.0.0.1:{n}.0", "tcp/localhost:{n}", "not-a-display"]
 )
 def test_display_forms_that_name_no_server(monkeypatch, probe, form):
-    from mask_detection.video_io import X11_TIMEOUT, display_available
+    from mask_detection.display import X11_TIMEOUT, display_available
 
     value = form.format(n=free_display_number())
     monkeypatch.setenv("DISPLAY", value)
@@ -174,7 +174,7 @@ def test_display_forms_that_name_no_server(monkeypatch, probe, form):
 
 def test_wayland_alone_is_not_enough(monkeypatch):
     """opencv-python's Qt opens windows through xcb (X11), so a Wayland session without Xwayland has none."""
-    from mask_detection.video_io import display_available
+    from mask_detection.display import display_available
 
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
@@ -188,21 +188,21 @@ def test_wayland_alone_is_not_enough(monkeypatch):
 def test_x11_handshake_against_a_listening_server(monkeypatch, request, reply, expected):
     """Any reply to the X11 setup is a live server (Qt brings the auth cookie itself); one that accepts the
     connection but never answers (a hung forwarder) is not, and the check gives up after about a second."""
-    from mask_detection import video_io
+    from mask_detection import display
 
     n, thread, received, release = fake_x_server(reply)
     monkeypatch.setenv("DISPLAY", f"127.0.0.1:{n}")
     if reply is not None:
         # The fake server is a thread of this process: on a loaded machine it may answer later than a real one
         # would. The probe waits for it (the answer decides, the connection stays open), not for a time.
-        monkeypatch.setattr(video_io, "x_server_answers", partial(video_io.x_server_answers, timeout=SAFETY_NET))
-        available, why = video_io.display_available()
+        monkeypatch.setattr(display, "x_server_answers", partial(display.x_server_answers, timeout=SAFETY_NET))
+        available, why = display.display_available()
     else:
         probe = request.getfixturevalue("probe")
-        available, why = video_io.display_available()
+        available, why = display.display_available()
         # The server stays silent until released: the probe gave up on its own, once it had waited its budget.
         assert [what for what, _ in probe.waits] == ["connect", "sendall", "recv"], probe
-        assert every_wait_bounded(probe.waits) and probe.elapsed == pytest.approx(video_io.X11_TIMEOUT), probe
+        assert every_wait_bounded(probe.waits) and probe.elapsed == pytest.approx(display.X11_TIMEOUT), probe
     release.set()
     thread.join(timeout=SAFETY_NET)
     assert available is expected, why
@@ -240,17 +240,17 @@ def xvfb():
 # In the process, as in the test: the live server is waited for, however slowly a loaded machine lets it answer.
 PATIENT_PROBE = f"""
 import functools
-from mask_detection import video_io as _video_io
-_video_io.x_server_answers = functools.partial(_video_io.x_server_answers, timeout={SAFETY_NET})
+from mask_detection import display as _display
+_display.x_server_answers = functools.partial(_display.x_server_answers, timeout={SAFETY_NET})
 """
 
 
 def test_live_x_server_is_available_and_gets_a_window(tmp_path, monkeypatch, xvfb):
-    from mask_detection import video_io
+    from mask_detection import display
 
     monkeypatch.setenv("DISPLAY", f":{xvfb}")
-    monkeypatch.setattr(video_io, "x_server_answers", partial(video_io.x_server_answers, timeout=SAFETY_NET))
-    assert video_io.display_available() == (True, "")
+    monkeypatch.setattr(display, "x_server_answers", partial(display.x_server_answers, timeout=SAFETY_NET))
+    assert display.display_available() == (True, "")
     video = tmp_path / "v.mp4"
     make_face_video(video, frames=8, fps=8.0, size=(320, 280))  # enough for a person (5): no warning about that
     result = subprocess.run(

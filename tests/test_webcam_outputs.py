@@ -13,7 +13,7 @@ import threading
 
 import cv2
 import pytest
-from conftest import REPO
+from conftest import REPO, hooked_script, loopback_http_server, on_call, send_signal
 from detect_support import count_frames, make_face_video, save_tiny_classifier
 from test_detect_video import two_people_video, watch
 
@@ -80,71 +80,50 @@ def test_a_second_run_appends_to_the_log_and_keeps_the_first_runs_snapshots(tmp_
 
 
 def test_sigterm_after_one_frame_keeps_the_old_log(tmp_path, tiny_model):
-    video = two_people_video(tmp_path / "long.mp4", frames=200, fps=25.0)
+    """SIGTERM while the second frame is read (a hook in the real process, not a time): the earlier runs' lines
+    stay, and this run's lines are whole, from its start to its end line."""
+    video = two_people_video(tmp_path / "long.mp4", frames=40, fps=25.0)
     log = tmp_path / "events.jsonl"
     old = '{"event": "start", "run": "earlier"}\n{"event": "end", "run": "earlier", "frames": 3}\n'
     log.write_text(old)
-    proc = subprocess.Popen(
-        script("--video", video, "--no-display", "--json", "--model", tiny_model, "--events", log),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
+    hook = on_call("mask_detection.video_io:FileSource.read", send_signal(signal.SIGTERM), call=2)
+    args = ["--video", video, "--no-display", "--model", tiny_model, "--events", log]
+    result = subprocess.run(
+        hooked_script("detect_webcam.py", *args, hooks=[hook]), capture_output=True, text=True, cwd=REPO, timeout=600
     )
-    try:
-        assert proc.stdout.readline()  # the first frame is done
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 143, err
+    assert result.returncode == 143, result.stderr
     text = log.read_text()
     assert text.startswith(old)
     new = [json.loads(line) for line in text[len(old) :].splitlines()]
-    assert new[0]["event"] == "start" and new[-1]["event"] == "end" and new[-1]["run"] == new[0]["run"]
+    assert new[0]["event"] == "start" and new[-1] == {"event": "end", "run": new[0]["run"], "frames": 2}
 
 
 def test_nohup_keeps_the_run_going_when_the_terminal_hangs_up(tmp_path, tiny_model):
-    """`nohup` starts the command with SIGHUP ignored: a hang-up must not stop it (it used to exit 129)."""
+    """`nohup` starts the command with SIGHUP ignored: a hang-up while the third frame is read must not stop it (it
+    used to exit 129); every frame is processed."""
     video = tmp_path / "v.mp4"
-    make_face_video(video, frames=40, fps=10.0, size=(320, 240))
-    proc = subprocess.Popen(
-        ["nohup", *script("--video", video, "--no-display", "--json", "--model", tiny_model)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
-    try:
-        first = proc.stdout.readline()
-        assert first, proc.stderr.read()
-        proc.send_signal(signal.SIGHUP)  # nohup has exec'd: this is the Python process
-        rest, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
-    assert len([first, *rest.splitlines()]) == 40  # every frame, not stopped
-    assert "stopped by signal" not in err
+    make_face_video(video, frames=12, fps=10.0, size=(320, 240))
+    hook = on_call("mask_detection.video_io:FileSource.read", send_signal(signal.SIGHUP), call=3)
+    args = ["--video", video, "--no-display", "--json", "--model", tiny_model]
+    command = hooked_script("detect_webcam.py", *args, hooks=[hook], hang_up_default=False)
+    result = subprocess.run(["nohup", *command], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 12  # every frame, not stopped
+    assert "stopped by signal" not in result.stderr
 
 
-def test_ctrl_c_without_nohup_still_stops_on_hang_up(tmp_path, tiny_model):
-    """The other side of the nohup rule: a run started normally still stops on SIGHUP (exit 129)."""
+def test_without_nohup_a_hang_up_still_stops_the_run(tmp_path, tiny_model):
+    """The other side of the nohup rule: a run started with SIGHUP at its default stops on it (exit 129), after
+    the frame being read."""
     video = tmp_path / "v.mp4"
-    make_face_video(video, frames=200, fps=10.0, size=(320, 240))
-    proc = subprocess.Popen(
-        script("--video", video, "--no-display", "--json", "--model", tiny_model),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
+    make_face_video(video, frames=12, fps=10.0, size=(320, 240))
+    hook = on_call("mask_detection.video_io:FileSource.read", send_signal(signal.SIGHUP), call=3)
+    args = ["--video", video, "--no-display", "--json", "--model", tiny_model]
+    result = subprocess.run(
+        hooked_script("detect_webcam.py", *args, hooks=[hook]), capture_output=True, text=True, cwd=REPO, timeout=600
     )
-    try:
-        assert proc.stdout.readline()
-        proc.send_signal(signal.SIGHUP)
-        proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 129
+    assert result.returncode == 129, result.stderr
+    assert len(result.stdout.splitlines()) == 3
 
 
 @pytest.mark.parametrize(
@@ -203,11 +182,22 @@ def test_empty_output_names_are_refused(capfd):
 
 
 def test_a_reader_that_goes_away_is_an_ordinary_end(tmp_path, tiny_model):
+    """`--json | head -1`: the second frame is read only once the reader has closed the pipe (a hook waits for
+    that), so printing its line always meets a closed pipe: exit 0, no traceback, the video so far finalised."""
     video = tmp_path / "v.mp4"
-    make_face_video(video, frames=200, fps=10.0, size=(320, 240))
+    make_face_video(video, frames=20, fps=10.0, size=(320, 240))
     out = tmp_path / "out.mp4"
+    closed = tmp_path / "reader-closed"
+    setup = (
+        "def _wait_for_the_reader():\n"
+        "    import time\n"
+        f"    while not os.path.exists({str(closed)!r}):\n"
+        "        time.sleep(0.01)\n"
+    )
+    hook = on_call("mask_detection.video_io:FileSource.read", "_wait_for_the_reader", call=2)
+    args = ["--video", video, "--no-display", "--json", "--model", tiny_model, "--output", out]
     proc = subprocess.Popen(
-        script("--video", video, "--no-display", "--json", "--model", tiny_model, "--output", out),
+        hooked_script("detect_webcam.py", *args, hooks=[hook], setup=setup),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=REPO,
@@ -215,13 +205,14 @@ def test_a_reader_that_goes_away_is_an_ordinary_end(tmp_path, tiny_model):
     try:
         assert proc.stdout.readline().startswith(b"{")
         proc.stdout.close()  # `| head -1`
+        closed.touch()
         err = proc.stderr.read().decode()
-        proc.wait(timeout=120)
+        proc.wait(timeout=600)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "error" not in err, err
-    assert count_frames(out) >= 1  # the video so far is finalised
+    assert 1 <= count_frames(out) < 20  # the video so far is finalised; the run ended at the closed pipe
 
 
 @pytest.mark.parametrize("frames", [1, 3])
@@ -254,12 +245,8 @@ def http_folder(tmp_path):
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with loopback_http_server(Quiet) as url:
+        yield url
 
 
 def test_a_video_file_over_http_is_read_whole_like_a_local_file(tmp_path, http_folder, tiny_model, capfd):

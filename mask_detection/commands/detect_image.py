@@ -17,12 +17,13 @@ import numpy as np
 
 from ..classes import label_text
 from ..detections import Detection
+from ..display import display_available
 from ..errors import ImageDecodeError, MaskDetectionError, OutputError, exception_line
 from ..fileio import check_writable, display_path, refuse_overwriting_inputs
 from ..images import IMAGE_EXTENSIONS, check_image_type, decode_photo, list_images, write_image
 from ..overlay import annotate
 from ..pipeline import MaskPipeline, PhotoResult, detect_photo, load_pipeline
-from ..video_io import close_windows, display_available, show_until_key
+from ..video_io import close_windows, show_until_key
 from . import common as cli
 
 DEFAULT_OUTPUT_DIR = "output"  # where annotated pictures go when there is no display and no --output
@@ -247,6 +248,7 @@ class PhotoRun:
         self.done += 1
         self.report(item, result)
         if index in self.targets or self.show:
+            assert self.pipeline is not None  # loaded by the detect() that just gave the result
             annotate(result.bgr, result.detections, self.pipeline.class_names)
         if index in self.targets and not self.save(self.targets[index], result.bgr):
             return

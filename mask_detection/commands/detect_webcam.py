@@ -7,21 +7,26 @@ python detect_webcam.py --video in.mp4 --per-frame --json    # every face of eve
 """
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..classes import class_info
+from ..display import display_available
 from ..errors import TERMINATING_SIGNALS, OutputError
 from ..events import EventWriter, SnapshotWriter, end_record, event_record, new_run_id, start_record
 from ..fileio import check_writable, display_path, refuse_overwriting_inputs, same_file
+from ..interfaces import FrameProcessor
 from ..interrupts import StopFlag
-from ..people import PeoplePipeline, PersonEvent, TrackingConfig
-from ..pipeline import MaskPipeline, load_pipeline
-from ..stream import FrameResult, StreamTally, process_stream
+from ..people import PeoplePipeline, TrackingConfig
+from ..pipeline import MaskPipeline, PerFrameProcessor, load_pipeline
+from ..results import FrameResult, PeopleCounts, PersonEvent
+from ..stream import StreamTally, process_stream
 from ..video_io import (
     MAX_CAMERA_INDEX,
     FileSource,
@@ -30,7 +35,6 @@ from ..video_io import (
     VideoOutput,
     check_output,
     close_windows,
-    display_available,
     open_source,
     show_frame,
 )
@@ -202,14 +206,12 @@ def open_run(args: argparse.Namespace) -> tuple[FileSource | LiveSource, MaskPip
     return source, pipeline, writer
 
 
-def summary_line(
-    tally: StreamTally, class_names: list[str], seconds: float, people: PeoplePipeline | None = None
-) -> str:
+def summary_line(tally: StreamTally, class_names: list[str], seconds: float, people: PeopleCounts | None) -> str:
     """Tracked: "summary: 661 frames, 23 people (mask 19, no mask 4), mean 31.0 FPS"; per frame: faces seen."""
     if people is None:
         counts, what = tally.counts, f"{tally.faces} faces seen"
     else:
-        counts, n = people.people_counts, people.people
+        counts, n = people.by_class, people.total
         what = f"{n} {'person' if n == 1 else 'people'}"
     per_class = ", ".join(f"{class_info(name).display.lower()} {counts.get(name, 0)}" for name in class_names)
     fps = tally.frames / seconds if seconds > 0 else 0.0
@@ -246,99 +248,104 @@ class EventLog:
                 self.writer.close()
 
 
+@dataclass
+class RunOutcome:
+    """How the frame loop ended."""
+
+    tally: StreamTally
+    seconds: float
+    quit_key: bool  # the user pressed q or Esc
+    video_error: VideoError | None  # what kept the --output video from being completed
+
+
 def run_loop(
     args: argparse.Namespace,
     source: FileSource | LiveSource,
-    pipeline: MaskPipeline,
+    processor: FrameProcessor,
     writer: VideoOutput | None,
     show: bool,
     stop: StopFlag,
-    people: PeoplePipeline | None,
     log: "EventLog",
-) -> tuple[StreamTally, float, bool, "VideoError | None"]:
-    """Every frame: a JSON line (--json), the events and the window; (totals, seconds, stopped by the quit key,
-    the error that kept the --output video from being completed).
+) -> RunOutcome:
+    """Every frame: a JSON line (--json), the events and the window.
 
-    On every way out (the end, q, Ctrl-C, SIGTERM, an error) the people still in view get their leave events
-    before the outputs are closed."""
+    On every way out (the end, q, Ctrl-C, SIGTERM, an error) the stream gives the people still in view their
+    leave events before the outputs are closed."""
     tally = StreamTally()
     started = time.perf_counter()
     quit_key = False
-    last: FrameResult | None = None
     video_error: VideoError | None = None
     looped = False  # the loop ended without an exception of its own
     # The handlers stay until the video is finalised: a signal during the clean-up only sets the flag.
     with stop.on_signals():
         try:
-            for result in process_stream(source, pipeline, writer, stop, args.max_frames, draw=show, people=people):
-                last = result
-                tally.add(result.detections)
-                log.write(result.events)
-                if args.json:
-                    print(json.dumps(frame_record(result)), flush=True)
-                if show and not show_frame(result.frame):
-                    quit_key = True
-                    break
+            frames = process_stream(source, processor, writer, stop, args.max_frames, draw=show, on_events=log.write)
+            with contextlib.closing(frames):  # leaving early (q) ends the stream, and its people, at once
+                for result in frames:
+                    tally.add(result.detections)
+                    if args.json:
+                        print(json.dumps(frame_record(result)), flush=True)
+                    if show and not show_frame(result.image):
+                        quit_key = True
+                        break
             looped = True
         finally:
             seconds = time.perf_counter() - started
             source.close()
             try:
-                if people is not None and last is not None:
-                    log.write(people.finish(last.index, last.time))
+                log.close(tally.frames)
             finally:
                 try:
-                    log.close(tally.frames)
+                    if writer is not None:
+                        writer.close()
+                except VideoError as exc:  # the video could not be completed (a full disk): the old one kept
+                    video_error = exc  # said after the summary: the other outputs are complete
+                    if not looped:
+                        cli.warn(str(exc))  # the error in flight is the one the run ends with
                 finally:
-                    try:
-                        if writer is not None:
-                            writer.close()
-                    except VideoError as exc:  # the video could not be completed (a full disk): the old one kept
-                        video_error = exc  # said after the summary: the other outputs are complete
-                        if not looped:
-                            cli.warn(str(exc))  # the error in flight is the one the run ends with
-                    finally:
-                        if show:
-                            close_windows()
-    return tally, seconds, quit_key, video_error
+                    if show:
+                        close_windows()
+    return RunOutcome(tally, seconds, quit_key, video_error)
 
 
 def frame_record(result: FrameResult) -> dict:
-    return {"frame": result.index, "time": round(result.time, 3), "faces": [d.to_json() for d in result.detections]}
+    return {
+        "frame": result.frame_index,
+        "time": round(result.time, 3),
+        "faces": [d.to_json() for d in result.detections],
+    }
 
 
 def exit_code(
     args: argparse.Namespace,
     source: FileSource | LiveSource,
     writer: VideoOutput | None,
-    tally: StreamTally,
-    seconds: float,
-    class_names: list[str],
+    outcome: RunOutcome,
+    processor: FrameProcessor,
     stop: StopFlag,
-    quit_key: bool,
-    people: PeoplePipeline | None = None,
-    video_error: "VideoError | None" = None,
 ) -> int:
     """Say how the run ended and map it to the exit status: the summary, then signal, failure or success."""
+    tally = outcome.tally
     if tally.frames == 0:
         if stop.signum is None:
             cli.fail(source.failure or f"no frame could be read from {source.name}")
             return cli.EXIT_ERROR
     else:
         report = sys.stderr if args.json or args.events == "-" else sys.stdout  # stdout stays pure JSON Lines
-        cli.say(summary_line(tally, class_names, seconds, people), file=report)
-        short = not source.live and tally.frames < (people.config.min_frames if people is not None else 0)
-        if short and people.people == 0:
+        people = processor.people
+        cli.say(summary_line(tally, processor.class_names, outcome.seconds, people), file=report)
+        min_frames = TrackingConfig().min_frames
+        if people is not None and people.total == 0 and not source.live and tally.frames < min_frames:
             cli.warn(
                 f"only {tally.frames} {'frame' if tally.frames == 1 else 'frames'} read: a face counts as a person "
-                f"once seen in {people.config.min_frames} frames (a photo? use detect_image.py; or --per-frame)"
+                f"once seen in {min_frames} frames (a photo? use detect_image.py; or --per-frame)"
             )
         if writer is not None and writer.saved:
             cli.say(f"saved {display_path(writer.path)} ({writer.frames} frames)", file=report)
-    if video_error is not None:
-        cli.fail(str(video_error))
+    if outcome.video_error is not None:
+        cli.fail(str(outcome.video_error))
         return cli.EXIT_ERROR
-    if stop.signum in TERMINATING_SIGNALS:
+    if stop.signum is not None and stop.signum in TERMINATING_SIGNALS:
         cli.say(f"stopped by signal {signal.Signals(stop.signum).name}", file=sys.stderr)
         return cli.exit_code_for_signal(stop.signum)
     if stop.set:  # Ctrl-C: the ordinary way to end a camera run
@@ -346,7 +353,7 @@ def exit_code(
             cli.say("interrupted", file=sys.stderr)
             return cli.EXIT_INTERRUPTED
         return cli.EXIT_OK
-    if source.failure and not quit_key:
+    if source.failure and not outcome.quit_key:
         cli.warn(f"{source.failure}; stopped" if source.live else source.failure)
         return cli.EXIT_PARTIAL
     return cli.EXIT_OK
@@ -360,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     show = wants_window(args)
     source, pipeline, writer = open_run(args)
     try:
-        people = None if args.per_frame else PeoplePipeline(pipeline, fps=source.fps)
+        processor: FrameProcessor = (
+            PerFrameProcessor(pipeline) if args.per_frame else PeoplePipeline(pipeline, fps=source.fps)
+        )
         log = EventLog(args, source.name)
     except BaseException:
         source.close()
@@ -368,8 +377,8 @@ def main(argv: list[str] | None = None) -> int:
             writer.close()
         raise
     stop = StopFlag()
-    tally, seconds, quit_key, video_error = run_loop(args, source, pipeline, writer, show, stop, people, log)
-    return exit_code(args, source, writer, tally, seconds, pipeline.class_names, stop, quit_key, people, video_error)
+    outcome = run_loop(args, source, processor, writer, show, stop, log)
+    return exit_code(args, source, writer, outcome, processor, stop)
 
 
 def run() -> None:

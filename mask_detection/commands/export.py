@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     refused = [result for result in results.values() if result.path is None]
     for result in refused:
+        assert result.refusal is not None  # a refused export always says why
         cli.fail(result.refusal)
     if not refused:
         return cli.EXIT_OK

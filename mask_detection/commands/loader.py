@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 from .. import INPUT_SIZE
+from ..annotations.scene_set import scene_folders
 from ..arrays import ARRAYS_NAME, DEFAULT_DATASET_DIR, save_arrays
 from ..dataset import build_arrays, check_arrays_output, combine_sources, find_classes, format_sources, format_summary
 from ..detector import SMALL_PHOTO_UPSCALE, load_detector
-from ..evaluation.scenes import scene_folders
 from ..fileio import check_writable, display_path
 from ..scene_crops import SCENES_ONLY_CLASSES, build_scene_arrays, format_scene_summary
 from . import common as cli
@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     for scenes_dir in args.scenes:
         scene_folders(scenes_dir)  # a missing folder fails now, not after the class folders are read
     started = time.monotonic()
-    parts, reports, skipped = [], [], []
+    parts: list[dict] = []
+    reports: list[str] = []
+    skipped: list[str] = []
     if args.dataset:
         arrays = _read_folders(args, reports, skipped)
         parts.append(arrays)

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..classes import WITH_MASK
 from ..classifier import load_classifier
 from ..dataset import find_classes, scan_class_folder
+from ..decision import DecisionRule
 from ..errors import DatasetError, ImageDecodeError, exception_line
 from ..fileio import display_path, safe_text
 from ..images import decode_image, to_model_input
@@ -25,7 +25,6 @@ from ..metrics import (
     plot_roc_curves,
     score_curve_figures,
 )
-from ..pipeline import check_mask_threshold, decide
 from .report import (
     FileWriter,
     check_report_dir,
@@ -91,17 +90,14 @@ def evaluate_folder(
     out). The report folder (default output/eval-<folder name>) is checked before any slow work; ``warn`` hears
     of every file or folder left out, and the result lists them. ``progress``: a progress bar on stderr."""
     warn = warn or _ignore
-    check_mask_threshold(mask_threshold)
     folder = Path(folder)
     report_dir = Path(report_dir) if report_dir else default_report_dir(folder)
     classes = _scan_checked_class_folders(folder, report_dir, warn)
     classifier = load_classifier(model_path, threads=threads, warn=warn)
     class_names = list(classifier.class_names)
-    if mask_threshold is not None and WITH_MASK not in class_names:
-        warn(
-            f"the mask threshold {mask_threshold:g} is ignored: the model has no {WITH_MASK} class "
-            f"({', '.join(class_names)}); each image gets its most probable class"
-        )
+    rule = DecisionRule(tuple(class_names), mask_threshold)
+    if rule.ignored_threshold:
+        warn(rule.ignored_message("image"))
     known, unknown = _split_by_model_classes(folder, classes, class_names, warn)
     candidates = [(class_names.index(name), f"{name}/{rel}") for name in known for rel in classes.files[name]]
     classified = _classify(classifier, folder, candidates, batch_size, progress, warn)
@@ -110,7 +106,7 @@ def evaluate_folder(
         "unreadable": [safe_text(message) for name, message in classes.unreadable if name in known],
         "unknown_class_folders": [safe_text(name) for name in unknown],
     }
-    report, text = _folder_report(folder, classifier, class_names, mask_threshold, classified, skipped)
+    report, text = _folder_report(folder, classifier, class_names, rule, classified, skipped)
     write_report_files(report_dir, _report_writers(folder, report, text, classified, class_names))
     return FolderEvaluation(
         report_dir, report, text, report["images"], report["accuracy"], report["balanced_accuracy"], skipped
@@ -209,13 +205,13 @@ def _folder_report(
     folder: Path,
     classifier: Classifier,
     class_names: list[str],
-    mask_threshold: float | None,
+    rule: DecisionRule,
     classified: Classified,
     skipped: dict[str, list[str]],
 ) -> tuple[Report, str]:
     """(report.json's content, scikit-learn's per-class table)."""
     y_true = classified.y_true
-    y_pred = decide(classified.probabilities, class_names, mask_threshold)
+    y_pred = rule.decide(classified.probabilities)
     with quiet_metrics():
         figures = classification_figures(y_true, y_pred, class_names)
         figures["curves"] = score_curve_figures(y_true, classified.probabilities, class_names)
@@ -225,7 +221,7 @@ def _folder_report(
         "folder": display_path(folder),
         "model": None if classifier.path is None else display_path(classifier.path),
         "class_names": class_names,
-        "mask_threshold": mask_threshold,
+        "mask_threshold": rule.mask_threshold,
         "images": int(len(y_true)),
         "images_by_class": {name: int((y_true == i).sum()) for i, name in enumerate(class_names)},
         "skipped": skipped,

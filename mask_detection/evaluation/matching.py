@@ -1,76 +1,14 @@
-"""Boxes matched to annotated faces: the IoU matrix, one-to-one greedy matching, and the records every figure is
-computed from (one per annotated face, one per detection)."""
+"""Detections matched to annotated faces (``mask_detection.matching.match_detections``: one-to-one, by score), and
+the records every figure is computed from (one per annotated face, one per detection)."""
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
+from ..annotations.voc import GroundTruth
+from ..boxes import XYWH, box_size, iou_matrix, size_bucket
 from ..detections import Detection
+from ..matching import match_detections
 from .scenes import SceneResult
-from .voc import XYWH, GroundTruth
-
-# Face size = the short side of the annotated box, in pixels of the original photo.
-SIZE_BUCKETS = (("<16", 0, 16), ("16-32", 16, 32), ("32-64", 32, 64), (">=64", 64, math.inf))
-BUCKET_NAMES = tuple(name for name, _, _ in SIZE_BUCKETS)
-
-
-def box_size(xywh: Sequence[float]) -> float:
-    """The short side of an (x, y, w, h) box."""
-    return min(xywh[2], xywh[3])
-
-
-def size_bucket(xywh: Sequence[float]) -> str:
-    short = box_size(xywh)
-    for name, low, high in SIZE_BUCKETS:
-        if low <= short < high:
-            return name
-    return SIZE_BUCKETS[-1][0]
-
-
-def iou_matrix(det_boxes: Sequence[Sequence[float]], gt_boxes: Sequence[Sequence[float]]) -> np.ndarray:
-    """(n_det, n_gt) intersection over union of (x, y, w, h) boxes; 0 where a box is empty."""
-    det = np.asarray(det_boxes, dtype=np.float64).reshape(-1, 4)
-    gt = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
-    if len(det) == 0 or len(gt) == 0:
-        return np.zeros((len(det), len(gt)))
-    x0 = np.maximum(det[:, None, 0], gt[None, :, 0])
-    y0 = np.maximum(det[:, None, 1], gt[None, :, 1])
-    x1 = np.minimum(det[:, None, 0] + det[:, None, 2], gt[None, :, 0] + gt[None, :, 2])
-    y1 = np.minimum(det[:, None, 1] + det[:, None, 3], gt[None, :, 1] + gt[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    union = (det[:, 2] * det[:, 3])[:, None] + (gt[:, 2] * gt[:, 3])[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
-
-
-def match_detections(
-    det_boxes: Sequence[Sequence[float]],
-    det_scores: Sequence[float],
-    gt_boxes: Sequence[Sequence[float]],
-    iou_threshold: float,
-) -> list[int | None]:
-    """One-to-one greedy matching: the matched ground-truth index (or None) of each detection.
-
-    Detections are taken highest score first (equal scores: in the given order); each takes the still free
-    ground-truth box it overlaps most (equal IoU: the lower index), if that IoU is at least ``iou_threshold``.
-    A second detection of an already matched face stays unmatched, as in PASCAL VOC and COCO.
-    """
-    n_det = len(det_boxes)
-    matched: list[int | None] = [None] * n_det
-    if n_det == 0 or len(gt_boxes) == 0:
-        return matched
-    overlaps = iou_matrix(det_boxes, gt_boxes)
-    taken = np.zeros(len(gt_boxes), dtype=bool)
-    order = sorted(range(n_det), key=lambda i: -float(det_scores[i]))  # sorted() is stable: ties keep order
-    for d in order:
-        candidates = np.where(taken, -1.0, overlaps[d])
-        g = int(np.argmax(candidates))  # first maximum: the lower index on ties
-        if candidates[g] >= iou_threshold and candidates[g] > 0:
-            matched[d] = g
-            taken[g] = True
-    return matched
 
 
 @dataclass(frozen=True)
@@ -101,6 +39,17 @@ class FaceRecord:
     @property
     def predicted(self) -> str | None:
         return None if self.detection is None else self.detection.class_name
+
+    @property
+    def found_detection(self) -> Detection:
+        """``detection`` of a face that was found: asked only of found faces."""
+        assert self.detection is not None
+        return self.detection
+
+    @property
+    def found_label(self) -> str:
+        """``predicted`` of a face that was found: asked only of found faces."""
+        return self.found_detection.class_name
 
 
 @dataclass(frozen=True)
@@ -166,7 +115,7 @@ def _match_one_scene(
     return faces, detections
 
 
-def _on_ignored_faces(det_boxes: list[XYWH], ignored_boxes: list[XYWH], iou_threshold: float) -> list[bool]:
+def _on_ignored_faces(det_boxes: Sequence[XYWH], ignored_boxes: Sequence[XYWH], iou_threshold: float) -> list[bool]:
     """For each detection: does it overlap a face of an unevaluated class at least ``iou_threshold``?"""
     overlap = iou_matrix(det_boxes, ignored_boxes)
     if overlap.shape[1] == 0:

@@ -8,15 +8,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..boxes import BUCKET_NAMES, XYWH
 from ..classes import class_info
 from ..crop import crop_region
 from ..errors import ImageDecodeError
 from ..images import decode_image
 from ..metrics import new_figure, save_figure
-from .matching import BUCKET_NAMES, DetectionRecord, FaceRecord
+from .matching import DetectionRecord, FaceRecord
 from .scenes import SceneResult
 from .scoring import SceneScores, outcome
-from .voc import XYWH
 
 GALLERY_PER_SECTION = 12
 GALLERY_COLUMNS = 6
@@ -79,7 +79,7 @@ def gallery_sections(
     # Largest first: a big face labelled wrong is worse than a 10-px one (and the classifier is often sure of both).
     wrong = sorted(
         (f for f in faces if outcome(f, class_names, incorrect_as_without) == "wrong_label"),
-        key=lambda f: (-f.size, -f.detection.probability),
+        key=lambda f: (-f.size, -f.found_detection.probability),
     )[:per_section]
     alarms = sorted((d for d in scores.detections if d.false_alarm), key=lambda d: -d.detection.score)[:per_section]
     return [
@@ -97,7 +97,7 @@ def gallery_sections(
 
 def _short(label: str | None, class_names: Sequence[str]) -> str:
     """The display name of the model's classes ("Mask"); other classes by their own name."""
-    return class_info(label).display if label in class_names else str(label)
+    return class_info(label).display if label is not None and label in class_names else str(label)
 
 
 def _missed_tile(face: FaceRecord, names: list[str], class_names: Sequence[str]) -> GalleryTile:
@@ -108,9 +108,9 @@ def _missed_tile(face: FaceRecord, names: list[str], class_names: Sequence[str])
 def _wrong_label_tile(face: FaceRecord, class_names: Sequence[str]) -> GalleryTile:
     caption = (
         f"is {_short(face.label, class_names)}, said\n{_short(face.predicted, class_names)} "
-        f"{face.detection.probability * 100:.0f}%, {face.size:.0f}px"
+        f"{face.found_detection.probability * 100:.0f}%, {face.size:.0f}px"
     )
-    boxes = [(face.truth.xywh, ANNOTATION_COLOUR), (face.detection.xywh, DETECTION_COLOUR)]
+    boxes = [(face.truth.xywh, ANNOTATION_COLOUR), (face.found_detection.xywh, DETECTION_COLOUR)]
     return GalleryTile(face.image, boxes, caption)
 
 
@@ -152,8 +152,10 @@ def plot_gallery(
 def _photo(results: Sequence[SceneResult], index: int, cache: dict[int, np.ndarray]) -> np.ndarray:
     """The photo (RGB), decoded once; a white page when it cannot be read any more."""
     if index not in cache:
+        path = results[index].path
+        assert path is not None  # a scenes run's results hold their photo's path (None only in hand-made ones)
         try:
-            cache[index] = decode_image(results[index].path)
+            cache[index] = decode_image(path)
         except ImageDecodeError:
             cache[index] = np.full(results[index].shape + (3,), 255, np.uint8)
     return cache[index]

@@ -6,19 +6,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..annotations.scene_set import SceneSet, load_scene_set, scene_folders, scene_inputs
+from ..annotations.voc import SCENE_CLASSES
+from ..boxes import BUCKET_NAMES
 from ..classes import INCORRECT_MASK
 from ..detector import SMALL_PHOTO_UPSCALE
 from ..errors import DatasetError, MaskDetectionError
 from ..fileio import display_path
+from ..matching import DEFAULT_IOU
 from ..metrics import plot_confusion_matrix
 from ..pipeline import DEFAULT_FACE_CONFIDENCE, MaskPipeline, load_pipeline
-from .matching import BUCKET_NAMES
 from .plots import gallery_sections, plot_gallery, plot_recall_by_size
 from .report import FileWriter, check_report_dir, default_report_dir, json_writer, text_writer, write_report_files
-from .scenes import SceneResult, SceneRun, SceneSet, load_scene_set, run_scenes, scene_folders, scene_inputs
-from .scoring import DEFAULT_IOU, REPORTED_IOUS, SceneScores, maps_incorrect_to_without, outcome, score_scenes
+from .scenes import SceneResult, SceneRun, run_scenes
+from .scoring import REPORTED_IOUS, SceneScores, maps_incorrect_to_without, outcome, score_scenes
 from .summary import iou_key, scenes_markdown
-from .voc import SCENE_CLASSES
 
 Warn = Callable[[str], None]
 Report = dict[str, Any]

@@ -2,8 +2,8 @@
 
 from typing import Any
 
+from ..boxes import BUCKET_NAMES
 from ..classes import INCORRECT_MASK, WITHOUT_MASK
-from .matching import BUCKET_NAMES
 from .report import percent
 from .scoring import TARGETS
 

@@ -10,15 +10,18 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ..annotations.mot import VideoTruth, read_video_truth
 from ..errors import MaskDetectionError
 from ..fileio import display_path
+from ..interfaces import FrameProcessor
+from ..matching import DEFAULT_IOU
 from ..people import PeoplePipeline, TrackingConfig
-from ..pipeline import DEFAULT_FACE_CONFIDENCE, MaskPipeline, load_pipeline
+from ..pipeline import DEFAULT_FACE_CONFIDENCE, MaskPipeline, PerFrameProcessor, load_pipeline
+from ..results import PersonEvent
 from ..stream import process_stream
 from ..video_io import FileSource
-from .mot import VideoTruth, read_video_truth
 from .report import check_report_dir, json_writer, text_writer, write_report_files
-from .scoring import DEFAULT_IOU, HEADLINE_MIN_FACE
+from .scoring import HEADLINE_MIN_FACE
 from .video_scoring import VideoRun, VideoScores, score_video
 from .video_summary import video_markdown
 
@@ -83,7 +86,7 @@ def evaluate_video(
     progress: bool = False,
     warn: Warn | None = None,
 ) -> VideoEvaluation:
-    """Evaluate the video pipeline on ``video`` against ``gt`` (MOT text format; see ``evaluation.mot``).
+    """Evaluate the video pipeline on ``video`` against ``gt`` (MOT text format; see ``annotations.mot``).
 
     Tracked mode (default) runs ``people.PeoplePipeline``; ``per_frame`` runs ``MaskPipeline.process`` on every
     frame as detect_webcam's per-frame mode does, and its identity and per-person figures are not applicable.
@@ -132,35 +135,31 @@ def _play(video: str | Path, pipeline: MaskPipeline, tracking: TrackingConfig | 
             total=source.frame_count or None, desc="video", unit="frame", file=sys.stderr, disable=not progress
         ) as bar:
             if tracking is None:
-                run, seconds = _per_frame(source, pipeline, bar)
+                run, seconds = _run(source, PerFrameProcessor(pipeline), bar)
             else:
-                run, seconds = _tracked(source, PeoplePipeline(pipeline, tracking, fps=source.fps), bar)
+                run, seconds = _run(source, PeoplePipeline(pipeline, tracking, fps=source.fps), bar)
     finally:
         source.close()
     return _Played(run, seconds, source.fps, source.failure)
 
 
-def _per_frame(source: FileSource, pipeline: MaskPipeline, bar: tqdm) -> tuple[VideoRun, float]:
-    frames = []
-    started = time.perf_counter()
-    for result in process_stream(source, pipeline):
-        frames.append((_frame_number(result.time, source.fps), result.detections))
-        bar.update()
-    return VideoRun(frames, tracked=False), time.perf_counter() - started
-
-
-def _tracked(source: FileSource, people: PeoplePipeline, bar: tqdm) -> tuple[VideoRun, float]:
+def _run(source: FileSource, processor: FrameProcessor, bar: tqdm) -> tuple[VideoRun, float]:
+    """Every frame through the processor: its detections by MOT frame number and, tracked, every person's final
+    verdict (from the leave events, those at the end of the video included) and the people counted."""
     frames, final = [], {}
+
+    def note_leaves(events: list[PersonEvent]) -> None:
+        final.update({e.track_id: e.class_name for e in events if e.kind == "leave"})
+
     started = time.perf_counter()
-    index, seconds = 0, 0.0
-    for result in process_stream(source, people.pipeline, people=people):
+    for result in process_stream(source, processor, on_events=note_leaves):
         frames.append((_frame_number(result.time, source.fps), result.detections))
-        final.update({e.track_id: e.class_name for e in result.events if e.kind == "leave"})
-        index, seconds = result.index, result.time
         bar.update()
-    final.update({e.track_id: e.class_name for e in people.finish(index, seconds) if e.kind == "leave"})
     elapsed = time.perf_counter() - started
-    return VideoRun(frames, True, final, people.people, dict(people.people_counts)), elapsed
+    people = processor.people
+    if people is None:
+        return VideoRun(frames, tracked=False), elapsed
+    return VideoRun(frames, True, final, people.total, dict(people.by_class)), elapsed
 
 
 def _frame_number(seconds: float, fps: float) -> int:

@@ -25,11 +25,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..annotations.mot import TruthBox, VideoTruth
+from ..boxes import box_size, iou_matrix
 from ..classes import INCORRECT_MASK
 from ..detections import Detection
+from ..matching import match_detections
 from ..metrics import classification_figures
-from .matching import box_size, iou_matrix, match_detections
-from .mot import TruthBox, VideoTruth
 from .scoring import HEADLINE_MIN_FACE, quiet_metrics
 
 Figures = dict[str, Any]

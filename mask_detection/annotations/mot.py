@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from ..boxes import XYWH
 from ..classes import REGISTRY, canonical_name
 from ..errors import DatasetError
 from ..fileio import display_path, safe_text
-from .voc import XYWH, finite_number
+from .voc import finite_number
 
 CLASS_FILES = ("classes.txt", "labels.txt")  # looked for beside gt.txt, in this order
 SEGMENTS_FILE = "segments.txt"

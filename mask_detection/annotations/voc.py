@@ -12,14 +12,13 @@ from xml.etree.ElementTree import Element
 import defusedxml.ElementTree as SafeElementTree
 from defusedxml import DefusedXmlException
 
+from ..boxes import XYWH, clip_gt_box, to_xywh
 from ..classes import REGISTRY, canonical_name
 from ..errors import DatasetError
 from ..fileio import display_path
 
 # Every registered class, in registry order (the order of the report's tables).
 SCENE_CLASSES: tuple[str, ...] = tuple(REGISTRY)
-
-XYWH = tuple[float, float, float, float]
 
 
 class AnnotationError(DatasetError):
@@ -47,14 +46,6 @@ class Annotation:
     bad: tuple[str, ...] = field(default=())  # one message per <object> left out; the file's other faces are kept
 
 
-def clip_gt_box(xywh: XYWH, width: int, height: int) -> XYWH:
-    """Clip (x, y, w, h) to a width x height image (some annotations reach a pixel past the edge)."""
-    x, y, w, h = xywh
-    x0, y0 = max(0.0, x), max(0.0, y)
-    x1, y1 = min(float(width), x + w), min(float(height), y + h)
-    return (x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0))
-
-
 def parse_voc(path: str | Path, known_classes: tuple[str, ...] = SCENE_CLASSES) -> Annotation:
     """Read one PASCAL VOC annotation file. Raises AnnotationError with the reason for unusable files.
 
@@ -66,7 +57,9 @@ def parse_voc(path: str | Path, known_classes: tuple[str, ...] = SCENE_CLASSES) 
     shown = display_path(path.name)
     root = _read_root(path, shown)
     width, height = _image_size(root, shown)
-    objects, unknown, bad = [], [], []
+    objects: list[GroundTruth] = []
+    unknown: list[GroundTruth] = []
+    bad: list[str] = []
     for n, element in enumerate(root.iter("object"), 1):
         try:
             name, xywh = _voc_object(element, f"{shown} object {n}")
@@ -91,6 +84,7 @@ def _read_root(path: Path, shown: str) -> Element:
         raise AnnotationError(f"{shown}: cannot read ({exc.strerror or exc})") from None
     except (ValueError, LookupError) as exc:  # e.g. an encoding declaration Python does not know
         raise AnnotationError(f"{shown}: malformed XML ({exc})") from None
+    assert root is not None  # a parsed document has its root element (the stubs' parse() does not say so)
     if root.tag != "annotation":
         raise AnnotationError(f"{shown}: not a PASCAL VOC file (root element <{root.tag}>, expected <annotation>)")
     return root
@@ -116,7 +110,7 @@ def _voc_object(element: Element, where: str) -> tuple[str, XYWH]:
     x0, y0, x1, y1 = (_number(bndbox, tag, where) for tag in ("xmin", "ymin", "xmax", "ymax"))
     if x1 <= x0 or y1 <= y0:
         raise AnnotationError(f"{where}: empty box xmin={x0:g} ymin={y0:g} xmax={x1:g} ymax={y1:g}")
-    return canonical_name(raw_name), (x0, y0, x1 - x0, y1 - y0)
+    return canonical_name(raw_name), to_xywh((x0, y0, x1, y1))
 
 
 def _text(element: Element, tag: str) -> str | None:

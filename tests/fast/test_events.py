@@ -16,10 +16,10 @@ from detect_support import face_photo
 
 from mask_detection.errors import OutputError
 from mask_detection.events import EventWriter, SnapshotWriter, event_record, new_run_id
-from mask_detection.people import PersonEvent
+from mask_detection.results import PersonEvent
 
 VERDICT = PersonEvent("verdict", 7, 131, 5.2400001, "without_mask", 0.971234, xywh=(10, 20, 64, 80))
-LEAVE = PersonEvent("leave", 7, 210, 8.4, "without_mask", 0.98, first_frame=120, frames=90)
+LEAVE = PersonEvent("leave", 7, 210, 8.4, "without_mask", 0.98, first_frame_index=120, frames=90)
 
 
 def fill(disk: Path, leave: int = 0) -> None:

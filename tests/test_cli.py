@@ -8,17 +8,8 @@ import sys
 
 import cv2
 import pytest
-from conftest import REPO, hooked_script, on_call, run_command, run_script, send_signal
+from conftest import REPO, SCRIPT_COMMANDS, hooked_script, on_call, run_command, run_script, send_signal
 from skimage import data
-
-COMMANDS = {
-    "detect_image.py": "detect_image",
-    "detect_webcam.py": "detect_webcam",
-    "train_model.py": "train",
-    "loader.py": "loader",
-    "evaluate.py": "evaluate",
-    "export_model.py": "export",
-}
 
 
 @pytest.mark.parametrize(
@@ -40,7 +31,7 @@ COMMANDS = {
 def test_bad_arguments_give_one_error_line_and_exit_2(script, args, capfd, monkeypatch):
     """In-process: each command's main as its script runs it (argparse names the program from sys.argv[0])."""
     monkeypatch.setattr(sys, "argv", [script])
-    code = run_command(importlib.import_module(f"mask_detection.commands.{COMMANDS[script]}"), *args)
+    code = run_command(importlib.import_module(f"mask_detection.commands.{SCRIPT_COMMANDS[script]}"), *args)
     out, err = capfd.readouterr()
     assert code == 2, err
     lines = err.strip().splitlines()

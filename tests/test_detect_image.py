@@ -513,3 +513,29 @@ def test_mask_threshold_for_a_model_without_a_mask_class_is_said_to_be_ignored(t
     assert "mask threshold 0.7 is ignored" in err
     code, out, err = detect(capfd, "--image", tmp_path / "a.jpg", "--model", model, "--no-display", "--json")
     assert code == 0 and "ignored" not in err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
+def test_an_output_that_is_a_device_is_written_into_not_replaced(tmp_path, photos, tiny_model, capfd):
+    """A character device named like a picture (here a null device the test makes: never the real /dev/null)
+    gets the JPEG's bytes and stays a device; a FIFO gets the whole picture."""
+    import stat
+    import threading
+
+    device = tmp_path / "out.jpg"
+    os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # what /dev/null is
+    code = run_command(detect_image, "--image", photos / "astronaut.png", "--model", tiny_model, "--output", device)
+    assert code == 0, capfd.readouterr().err
+    assert stat.S_ISCHR(os.lstat(device).st_mode)
+
+    fifo = tmp_path / "fifo.jpg"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    code = run_command(detect_image, "--image", photos / "astronaut.png", "--model", tiny_model, "--output", fifo)
+    reader.join(timeout=120)
+    assert code == 0, capfd.readouterr().err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert cv2.imdecode(np.frombuffer(received[0], np.uint8), cv2.IMREAD_COLOR) is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.jpg", "out.jpg"]  # no temporary left

@@ -68,6 +68,21 @@ def is_stream_target(path):
     return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
 
 
+def replaced_path(path):
+    """What writing ``path`` replaces: the file a symbolic link points to (the link stays: ``ln -s
+    /data/model.keras models/`` remains a link, and ``/dev/stdout`` redirected to a file never becomes a regular
+    file in ``/dev``), else the path itself."""
+    return Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
+
+
+def temporary_for(target, suffix=None):
+    """The temporary file a write to ``target`` is made in before it is put in place: beside it, or, for a stream
+    target, in the system's temporary folder (``/dev`` takes no new files). The folder beside must exist."""
+    target = Path(target)
+    folder = Path(tempfile.gettempdir()) if is_stream_target(target) else target.parent
+    return temporary_path(folder / target.name, suffix)
+
+
 def _refuse_special(path):
     """Raise OutputError for an existing target that is neither a regular file, a folder nor a stream (a block
     device, a socket): writing there would destroy what it is, replacing it would destroy its name."""
@@ -120,8 +135,7 @@ def atomic_paths(paths, suffixes=None):
     instead, after the regular files are in place; it is never replaced. The temporary of a stream target is
     made in the system's temporary folder (``/dev`` takes no new files).
     """
-    # A link is kept and what it points to is replaced (``ln -s /data/model.keras models/`` stays a link).
-    paths = [Path(os.path.realpath(p)) if os.path.islink(p) else Path(p) for p in paths]
+    paths = [replaced_path(p) for p in paths]
     suffixes = list(suffixes) if suffixes is not None else [None] * len(paths)
     temporaries = []
     streams = []
@@ -130,13 +144,11 @@ def atomic_paths(paths, suffixes=None):
             _refuse_special(path)
             if is_stream_target(path):
                 streams.append(path)
-                folder = Path(tempfile.gettempdir())
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)  # OSError as it is: callers say what failed
-                folder = path.parent
             # Held: an interrupt between creating the file and noting it would leave it behind.
             with signals_held():
-                temporaries.append(temporary_path(folder / path.name, suffix))
+                temporaries.append(temporary_for(path, suffix))
         yield temporaries
         with signals_held():
             for tmp, path in zip(temporaries, paths, strict=True):

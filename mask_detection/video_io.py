@@ -25,8 +25,9 @@ from .fileio import (
     display_path,
     is_stream_target,
     refuse_overwriting_inputs,
+    replaced_path,
     signals_held,
-    temporary_path,
+    temporary_for,
     write_to_stream,
 )
 from .images import quiet_opencv_logs
@@ -329,18 +330,15 @@ class VideoOutput:
         self._name: _OpenCVName | None = None
         self._tmp: Path | None = None
         self._stream = is_stream_target(self.path)
-        # A link is kept and what it points to is replaced (as fileio.atomic_paths does): replacing the link
-        # itself would turn /dev/stdout redirected to a file into a regular file in /dev.
-        self._target = Path(os.path.realpath(self.path)) if os.path.islink(self.path) else self.path
+        self._target = replaced_path(self.path)
         try:
             if self._stream:
-                # /dev takes no new files, and the container cannot be told from a device's name.
+                # The container cannot be told from a device's name.
                 suffix = self.path.suffix if self.path.suffix.lower() in VIDEO_SUFFIXES else ".mp4"
-                self._tmp = temporary_path(Path(tempfile.gettempdir()) / self.path.name, suffix)
+                self._tmp = temporary_for(self.path, suffix)
             else:
                 self._target.parent.mkdir(parents=True, exist_ok=True)
-                # An ASCII name with the normal permissions (mkstemp alone gives 0600).
-                self._tmp = temporary_path(self._target)
+                self._tmp = temporary_for(self._target)
         except OSError as exc:
             raise VideoError(f"cannot write {display_path(self.path)}: {exc.strerror or exc}") from None
 

@@ -36,6 +36,12 @@ def main() -> int:
     p.add_argument("--work", required=True, help="folder for the per-fold arrays, models and held-out photo links")
     p.add_argument("--folds", type=int, default=5, help="number of photo groups (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the photo grouping (default: %(default)s)")
+    p.add_argument(
+        "--train-seed",
+        type=int,
+        default=42,
+        help="seed of each fold's training split and head (train_model.py --seed; default: %(default)s)",
+    )
     p.add_argument("--backbone", default="efficientnet_lite0", help="backbone (default: %(default)s)")
     p.add_argument("--cache-dir", help="feature cache folder (default: the user cache)")
     args = p.parse_args()
@@ -82,7 +88,12 @@ def main() -> int:
         )
         model = folder / "model.keras"
         config = TrainConfig(
-            data=str(fold_arrays), backbone=args.backbone, out=str(model), cache_dir=args.cache_dir, progress=True
+            data=str(fold_arrays),
+            backbone=args.backbone,
+            out=str(model),
+            seed=args.train_seed,
+            cache_dir=args.cache_dir,
+            progress=True,
         )
         meta = train(config, log=print, warn=lambda m: print("warning:", m)).metadata
         fold_arrays.unlink()  # as large as the input arrays; the model is what is kept
@@ -118,7 +129,13 @@ def main() -> int:
     )
     (work / "cross_validation.json").write_text(
         json.dumps(
-            {"folds": args.folds, "seed": args.seed, "classifier": classifier, "headline": headline},
+            {
+                "folds": args.folds,
+                "seed": args.seed,
+                "train_seed": args.train_seed,
+                "classifier": classifier,
+                "headline": headline,
+            },
             indent=2,
             default=str,
         )

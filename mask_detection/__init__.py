@@ -17,7 +17,8 @@ package and ``--help`` stay fast.
 
 __version__ = "0.3.0"  # the one place: pyproject.toml reads it, trained models record it
 
-INPUT_SIZE = 224  # classifier input: RGB uint8, INPUT_SIZE x INPUT_SIZE
+INPUT_SIZE = 224  # classifier input by default: RGB uint8, INPUT_SIZE x INPUT_SIZE (loader.py --input-size)
+MIN_INPUT_SIZE = 32  # the backbones shrink a picture 32 times: a smaller one has no feature map left
 
 # Public name -> the module that defines it.
 _PUBLIC = {

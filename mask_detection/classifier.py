@@ -14,6 +14,7 @@ import numpy as np
 
 from ._tf import keras, silence_stderr, tf
 from .backbones import custom_objects
+from .crop import metadata_crop
 from .errors import ModelError, exception_line
 from .fileio import display_path, sha256_file
 from .interfaces import Classifier
@@ -48,6 +49,7 @@ class KerasClassifier:
         self.path = Path(path) if path is not None else None
         self.class_names = list(metadata["class_names"])
         self.input_size = metadata_input_size(metadata)
+        self.crop = metadata_crop(metadata)
         self._check_input_shape()
         # One trace for every batch size; model.predict per frame is several times slower.
         spec = t.TensorSpec([None, self.input_size, self.input_size, 3], t.uint8)
@@ -85,6 +87,7 @@ class SoftmaxOverLogits:
         self.inner = inner
         self.class_names = inner.class_names
         self.input_size = inner.input_size
+        self.crop = inner.crop
         self.path = inner.path
 
     def predict(self, batch: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 Layout: ``<dataset>/<class>/...`` (any two or more class folders, sorted; every regular non-hidden file below a
 class folder is tried, decoded by content). Exact duplicates (sha256 of the file bytes) are kept once; a picture
 found under two different classes is a label conflict and is dropped from all of them. With a face detector,
-each picture is cropped to its largest face by the same rule as detection (``crop.crop_face``).
+each picture is cropped to its largest face by the same rule as detection (``crop.face_input``).
 
 ``combine_sources`` joins these arrays with those of annotated scene folders (``scene_crops``) into one arrays
 file, each picture's source recorded.
@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from . import INPUT_SIZE
 from .boxes import clip_box
-from .crop import crop_face, largest_face
+from .crop import SQUARE, face_input, largest_face, style_landmarks
 from .errors import DatasetError, ImageDecodeError, OutputError, exception_line
 from .fileio import check_writable, display_path
 from .images import decode_image, shrink_to_side, to_model_input
@@ -57,9 +57,11 @@ class ClassSummary:
 class Summary:
     classes: list[ClassSummary]
     face_crop: bool = False
+    crop: str = SQUARE  # the crop style of the face crops (crop.CROP_STYLES)
     conflict_groups: int = 0
     skipped_paths: list[str] = field(default_factory=list)
     conflict_paths: list[list[str]] = field(default_factory=list)  # one list of paths per conflict group
+    kept_whole: set[str] = field(default_factory=set)  # sha256 of the kept pictures where no face was found
 
     def total(self, attribute: str) -> int:
         return sum(getattr(item, attribute) for item in self.classes)
@@ -218,8 +220,11 @@ def _unusable_entry(path: Path) -> str | None:
     return None  # a link to something that is neither a file nor a folder
 
 
-def face_crop(rgb: np.ndarray, detector: FaceDetector) -> np.ndarray | None:
-    """Crop ``rgb`` to its largest face, as detection crops faces; None when no face is found."""
+def face_crop(
+    rgb: np.ndarray, detector: FaceDetector, size: int = INPUT_SIZE, style: str = SQUARE
+) -> np.ndarray | None:
+    """The model input of ``rgb``'s largest face, cut as detection cuts faces in crop ``style``; None when no
+    face is found."""
     small = shrink_to_side(rgb, FACE_DETECT_MAX_SIDE)
     scale = min(1.0, FACE_DETECT_MAX_SIDE / max(rgb.shape[:2]))  # what shrink_to_side shrank by
     face = largest_face(detector.detect(np.ascontiguousarray(small[:, :, ::-1])))
@@ -229,7 +234,10 @@ def face_crop(rgb: np.ndarray, detector: FaceDetector) -> np.ndarray | None:
     box = clip_box(x / scale, y / scale, w / scale, h / scale, rgb.shape)
     if box is None:
         return None
-    return crop_face(rgb, box)
+    landmarks = style_landmarks(face, style)
+    if landmarks is not None:
+        landmarks = tuple((px / scale, py / scale) for px, py in landmarks)
+    return face_input(rgb, box, size, landmarks=landmarks)
 
 
 def build_arrays(
@@ -238,18 +246,21 @@ def build_arrays(
     progress: bool = False,
     warn: Warn | None = None,
     size: int = INPUT_SIZE,
+    crop: str = SQUARE,
 ) -> tuple[dict[str, np.ndarray], Summary]:
     """Scan, decode, deduplicate and resize a dataset folder.
 
-    Returns ``(arrays, summary)``: ``arrays`` has the keys of ``arrays.ARRAY_KEYS``. ``detector``: when given,
-    each picture is cropped to its largest face (pictures with none are kept whole). ``progress``: a progress bar
+    Returns ``(arrays, summary)``: ``arrays`` has the keys of ``arrays.ARRAY_KEYS`` and ``crop``. ``detector``: when
+    given, each picture is cropped to its largest face in ``crop`` style (pictures with none are kept whole; without
+    a detector the style is recorded as square, the rule whole pictures meet at detection). ``progress``: a progress bar
     on stderr. Undecodable files are skipped with one ``warn`` line each. Raises DatasetError for a bad layout
     or a class that ends with no usable picture.
     """
     warn = warn or _no_warning
     dataset_dir = Path(dataset_dir)
     class_names = find_classes(dataset_dir)
-    summary = Summary(classes=[ClassSummary(name) for name in class_names], face_crop=detector is not None)
+    crop = crop if detector is not None else SQUARE
+    summary = Summary([ClassSummary(name) for name in class_names], face_crop=detector is not None, crop=crop)
     candidates = _scan_candidates(dataset_dir, summary, warn)
     # Filled in place, one row per distinct decodable picture: the uint8 array is the only big allocation
     # (3,832 pictures -> 577 MB), no per-picture lists of arrays.
@@ -264,6 +275,7 @@ def build_arrays(
         "class_names": np.asarray(class_names, dtype=str),
         "paths": np.asarray([picture.copies[0][1] for picture in kept], dtype=str),
         "hashes": np.asarray([picture.digest for picture in kept], dtype=str),
+        "crop": np.asarray(crop),
     }
     return arrays, summary
 
@@ -318,7 +330,7 @@ def _read_pictures(
             digest = hashlib.sha256(data).hexdigest()
             picture = pictures.get(digest)
             if picture is None:
-                picture = pictures[digest] = _decode_picture(data, digest, images, rows, detector)
+                picture = pictures[digest] = _decode_picture(data, digest, images, rows, detector, summary.crop)
                 del data
                 rows += picture.row is not None
             if picture.reason is not None:
@@ -328,16 +340,18 @@ def _read_pictures(
     return list(pictures.values())
 
 
-def _decode_picture(data: bytes, digest: str, images: np.ndarray, row: int, detector: FaceDetector | None) -> Picture:
-    """Decode a picture's bytes into ``images[row]`` (cropped to its face with a detector)."""
+def _decode_picture(
+    data: bytes, digest: str, images: np.ndarray, row: int, detector: FaceDetector | None, style: str
+) -> Picture:
+    """Decode a picture's bytes into ``images[row]`` (cropped to its face in crop ``style`` with a detector)."""
     max_side = FACE_DECODE_SIDE if detector is not None else images.shape[1]
     try:
         rgb = decode_image(data, max_side=max_side)
     except ImageDecodeError as exc:
         return Picture(digest, reason=exc.reason)
     try:
-        crop = face_crop(rgb, detector) if detector is not None else None
-        images[row] = to_model_input(rgb if crop is None else crop, images.shape[1])
+        crop = face_crop(rgb, detector, images.shape[1], style) if detector is not None else None
+        images[row] = to_model_input(rgb, images.shape[1]) if crop is None else crop
     except MemoryError:
         # One picture too big for memory (or that OpenCV rejects) is one skipped file, not a lost run.
         return Picture(digest, reason="out of memory")
@@ -360,6 +374,8 @@ def _count_duplicates_and_conflicts(pictures: list[Picture], summary: Summary, w
             item.duplicates += len(picture.copies) - 1
             item.kept += 1
             item.no_face += picture.no_face
+            if picture.no_face:
+                summary.kept_whole.add(picture.digest)
     conflict_groups.sort()
     for paths in conflict_groups:
         labels = ", ".join(sorted({rel.split("/", 1)[0] for rel in paths}))
@@ -415,6 +431,9 @@ def combine_sources(parts: Sequence[dict[str, np.ndarray]]) -> tuple[dict[str, n
     ends with no picture.
     """
     class_names = [str(name) for name in parts[0]["class_names"]]
+    styles = sorted({str(part.get("crop", SQUARE)) for part in parts})
+    if len(styles) > 1:
+        raise DatasetError(f"the sources' faces are cut in different crop styles ({', '.join(styles)})")
     sources = [part.get("sources", np.full(len(part["labels"]), FOLDERS_SOURCE)) for part in parts]
     counts = [SourceCount(str(names[0]) if len(names) else FOLDERS_SOURCE, len(names)) for names in sources]
     first: dict[str, tuple[int, int, int]] = {}  # pixel sha256 -> (part, row, label) of its first copy
@@ -445,6 +464,7 @@ def combine_sources(parts: Sequence[dict[str, np.ndarray]]) -> tuple[dict[str, n
     for key, values in (("paths", [part["paths"] for part in parts]), ("hashes", [part["hashes"] for part in parts])):
         combined[key] = np.asarray([str(values[p][row]) for p, row in keep], dtype=str).reshape(len(keep))
     combined["sources"] = np.asarray([str(sources[p][row]) for p, row in keep], dtype=str).reshape(len(keep))
+    combined["crop"] = np.asarray(styles[0])
     kept_classes = set(combined["labels"].tolist())
     for index, name in enumerate(class_names):
         if index not in kept_classes:

@@ -104,7 +104,8 @@ class YuNetDetector:
             x, y, w, h = (float(v) / scale for v in row[:4])
             xywh = clip_box(x, y, w, h, image.shape)
             if xywh is not None:
-                faces.append(Face(xywh, float(row[-1])))
+                points = tuple((float(row[i]) / scale, float(row[i + 1]) / scale) for i in range(4, 14, 2))
+                faces.append(Face(xywh, float(row[-1]), points))
         faces.sort(key=lambda face: face.score, reverse=True)
         return faces
 

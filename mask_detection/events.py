@@ -40,7 +40,9 @@ def event_record(
     ``run``: the run's id, as a ``"run"`` key after ``"event"``. Verdict events carry the face box and, when
     snapshots are on (``snapshots`` or a ``snapshot_path``), a ``"snapshot"`` key: the picture's path (bytes that
     are not UTF-8 shown as ``\\xNN`` escapes, so the line is strict JSON), or null when it could not be saved.
-    Leave events carry the person's first frame and the number of frames they were seen in.
+    Leave events carry the person's first frame, the number of frames they were seen in and ``"judged"``: false
+    (with ``"label"`` and ``"probability"`` null) for a person whose face was never big enough to judge, who has
+    no verdict event (verdict events are always of a judged person).
     """
     record: dict[str, Any] = {"event": event.kind}
     if run is not None:
@@ -51,7 +53,7 @@ def event_record(
             "frame": int(event.frame_index),
             "time": round(float(event.time), 3),
             "label": event.class_name,
-            "probability": round(float(event.probability), 4),
+            "probability": None if event.probability is None else round(float(event.probability), 4),
         }
     )
     if event.kind == "verdict":
@@ -63,6 +65,7 @@ def event_record(
         assert event.first_frame_index is not None and event.frames is not None  # leave events carry both
         record["first_frame"] = int(event.first_frame_index)
         record["frames"] = int(event.frames)
+        record["judged"] = event.judged
     else:
         raise ValueError(f"unknown event kind {event.kind!r}")
     return record

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .fileio import display_path
 
@@ -45,7 +46,8 @@ Warn = Callable[[str], None]
 
 
 class FeatureStore:
-    """Float32 feature vectors by key in ``folder/features.sqlite3``, at most ``limit`` bytes of them.
+    """Feature vectors (float32 unless told otherwise) by key in ``folder/features.sqlite3``, at most ``limit`` bytes
+    of them.
 
     ``writable=False``: only read (a read-only folder); entries are then not marked as used either.
     ``created``: whether this open made a new database file (a first use of the folder, or a damaged file
@@ -171,9 +173,10 @@ class FeatureStore:
 
     # ------------------------------------------------------------------ reading and writing
 
-    def get(self, keys: Sequence[str], dim: int) -> dict[str, np.ndarray]:
-        """The stored vectors of ``dim`` floats among ``keys`` (missing keys, and entries of another length, are
-        left out); the entries found are marked as used now."""
+    def get(self, keys: Sequence[str], dim: int, dtype: DTypeLike = _DTYPE) -> dict[str, np.ndarray]:
+        """The stored vectors of ``dim`` numbers of ``dtype`` among ``keys`` (missing keys, and entries of another
+        length, are left out); the entries found are marked as used now."""
+        stored = np.dtype(dtype).newbyteorder("<")
         if not self.readable or not keys:
             return {}
         found: dict[str, np.ndarray] = {}
@@ -187,8 +190,8 @@ class FeatureStore:
                     chunk,
                 )
                 for row_id, key, data in rows:
-                    if len(data) == dim * _DTYPE.itemsize:
-                        found[key] = np.frombuffer(data, _DTYPE)
+                    if len(data) == dim * stored.itemsize:
+                        found[key] = np.frombuffer(data, stored)
                         ids.append(row_id)
         except sqlite3.Error as exc:
             self._read_failed(exc)
@@ -211,13 +214,15 @@ class FeatureStore:
         except sqlite3.Error as exc:
             self._write_failed(exc)
 
-    def put(self, items: Iterable[tuple[str, np.ndarray]]) -> int:
-        """Store (key, vector) pairs in one transaction, replacing entries with the same keys; returns how many
-        were stored (0 when the store cannot be written)."""
+    def put(self, items: Iterable[tuple[str, np.ndarray]], dtype: DTypeLike = _DTYPE) -> int:
+        """Store (key, array) pairs in one transaction, as flat ``dtype`` numbers (float32 by default; float16
+        halves the size of large activations), replacing entries with the same keys; returns how many were stored
+        (0 when the store cannot be written)."""
         if not self.writable:
             return 0
         now = time.time()
-        rows = [(key, np.ascontiguousarray(vector, _DTYPE).tobytes()) for key, vector in items]
+        stored = np.dtype(dtype).newbyteorder("<")
+        rows = [(key, np.ascontiguousarray(vector, stored).tobytes()) for key, vector in items]
 
         def write(db: sqlite3.Connection) -> None:
             for key, data in rows:

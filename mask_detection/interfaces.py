@@ -27,6 +27,7 @@ class FaceDetector(Protocol):
 class Classifier(Protocol):
     class_names: list[str]
     input_size: int
+    crop: str  # the crop style it was trained on: crop.SQUARE or crop.ALIGNED (see crop.py)
 
     @property
     def path(self) -> Path | None:

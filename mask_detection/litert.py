@@ -12,6 +12,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from ._tf import silence_stderr
+from .crop import metadata_crop
 from .errors import ModelError, exception_line
 from .fileio import display_path
 
@@ -108,6 +109,7 @@ class LiteRTClassifier:
         self.metadata = metadata
         self.class_names = list(metadata["class_names"])
         self.input_size = int(input_size)
+        self.crop = metadata_crop(metadata)
         self.threads = default_threads() if threads is None else int(threads)
         if self.threads < 1:
             raise ModelError(f"threads must be at least 1, got {threads}")

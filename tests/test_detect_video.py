@@ -303,7 +303,7 @@ def two_people_video(path, frames=40, fps=10.0):
 
 
 VERDICT_KEYS = {"event", "run", "track", "frame", "time", "label", "probability", "box", "snapshot"}
-LEAVE_KEYS = {"event", "run", "track", "frame", "time", "label", "probability", "first_frame", "frames"}
+LEAVE_KEYS = {"event", "run", "track", "frame", "time", "label", "probability", "first_frame", "frames", "judged"}
 
 
 def person_events(events):
@@ -326,7 +326,8 @@ def test_tracked_mode_json_events_snapshots_and_people(tmp_path, tiny_model, cap
     assert [r["frame"] for r in records] == list(range(40))
     faces = [f for r in records for f in r["faces"]]
     assert records[0]["faces"] == []  # a track is confirmed at its second frame
-    assert all(set(f) == {"box", "score", "label", "probability", "track", "settled"} for f in faces)
+    assert all(set(f) == {"box", "score", "label", "probability", "track", "settled", "judged"} for f in faces)
+    assert all(f["judged"] and f["probability"] >= 0.5 for f in faces)  # the label's own probability
     by_track = {}
     for f in faces:
         by_track.setdefault(f["track"], []).append(f)
@@ -337,7 +338,7 @@ def test_tracked_mode_json_events_snapshots_and_people(tmp_path, tiny_model, cap
         assert track[-1]["settled"]
     left = min(by_track, key=lambda t: by_track[t][0]["box"][0])
     assert by_track[left][0]["label"] == "with_mask"
-    assert "summary: 40 frames, 2 people (mask 1, no mask 1), mean" in stderr
+    assert "summary: 40 frames, 2 people: 2 judged (mask 1, no mask 1), 0 too small to judge, mean" in stderr
 
     log = [json.loads(line) for line in events_path.read_text().splitlines()]
     start, end, events = log[0], log[-1], log[1:-1]
@@ -439,3 +440,26 @@ def test_events_and_snapshots_are_complete_after_a_signal(tmp_path, signum, exit
         if e["event"] == "verdict":
             assert cv2.imread(e["snapshot"]) is not None
     assert f"summary: {last_frame + 1} frames, 2 people" in out
+
+
+def test_the_summary_counts_people_judged_apart_from_those_too_small_to_judge():
+    from mask_detection.commands.detect_webcam import summary_line
+    from mask_detection.results import PeopleCounts
+    from mask_detection.stream import StreamTally
+
+    tally = StreamTally(frames=100)
+    people = PeopleCounts({"with_mask": 50, "without_mask": 15}, unjudged=60)
+    assert summary_line(tally, ["with_mask", "without_mask"], 4.0, people) == (
+        "summary: 100 frames, 125 people: 65 judged (mask 50, no mask 15), 60 too small to judge, mean 25.0 FPS"
+    )
+
+
+def test_judge_size_flag_sets_the_tracked_judging_size(capsys):
+    from mask_detection.commands.detect_webcam import parse_args, tracking_config
+    from mask_detection.people import TrackingConfig
+
+    assert tracking_config(parse_args(["--video", "x.mp4", "--judge-size", "40"])).judge_size == 40
+    assert tracking_config(parse_args(["--video", "x.mp4"])) == TrackingConfig()
+    with pytest.raises(SystemExit):
+        parse_args(["--video", "x.mp4", "--per-frame", "--judge-size", "40"])
+    assert "--judge-size needs tracked mode" in capsys.readouterr().err

@@ -169,6 +169,34 @@ def test_flicker_and_verdicts_against_per_frame_labels(tmp_path):
     assert verdicts["verdict_gain"] == pytest.approx(0.55)
 
 
+def test_faces_not_judged_are_counted_apart_and_labels_under_half_are_counted(tmp_path):
+    """Person 1 is not judged for 3 frames, then labelled with_mask: no label change (a first label is none), its
+    unjudged frames are not scored. Person 2 is never judged: no verdict, counted apart, not scored. Two frames of
+    person 1 print a label under 50%: counted (the target is none)."""
+    from mask_detection.detections import NOT_JUDGED
+
+    truth = read_video_truth(write_truth(tmp_path, two_people_rows(range(1, 11))))
+    unjudged = lambda box, track: Detection(box, 0.9, None, NOT_JUDGED, float("nan"), (), track, False, False)  # noqa: E731
+    weak = Detection(A, 0.9, 0, "with_mask", 0.45, (0.45, 0.55), 1, True)  # a label its probability contradicts
+    frames = [
+        (f, [unjudged(A, 1) if f <= 3 else weak if f in (5, 6) else det(A, 1), unjudged(B, 2)]) for f in range(1, 11)
+    ]
+    run = VideoRun(frames, True, {1: "with_mask", 2: None}, 2, {"with_mask": 1, "without_mask": 0}, 1)
+    scores = score(run, truth)
+    figures = scores.figures
+    assert figures["flicker"]["label_changes"] == 0
+    verdicts = figures["verdicts"]
+    assert (verdicts["people_scored"], verdicts["people_not_judged"]) == (1, 1)
+    assert (verdicts["face_frames_scored"], verdicts["face_frames_not_judged"]) == (7, 13)
+    assert verdicts["label_probability_under_half"] == 2
+    assert (
+        scores.headline["label_probability_under_half"] == 2
+        and scores.headline["met"]["label_probability_under_half"] is False
+    )
+    assert figures["people"]["people_counted_not_judged"] == 1
+    assert [p["verdict"] for p in scores.people] == ["with_mask", None]
+
+
 def test_per_frame_mode_has_no_identity_figures_and_small_faces_are_neither_hit_nor_false_alarm(tmp_path):
     rows = two_people_rows(range(1, 4)) + [f"{f},9,400,10,20,20,1,1,1" for f in range(1, 4)]  # a 20 px face
     truth = read_video_truth(write_truth(tmp_path, rows))

@@ -210,6 +210,7 @@ class RecordingClassifier:
 
     class_names = ["with_mask", "without_mask"]
     input_size = INPUT_SIZE
+    crop = "square"
     path = None
 
     def __init__(self):

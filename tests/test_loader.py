@@ -285,7 +285,8 @@ def test_help_does_not_import_the_slow_libraries():
 
 
 def test_face_crop_is_the_cli_default_and_crops_like_detection(tmp_path):
-    """A real face photo is stored as the same face crop that detection classifies (shared margin and resize)."""
+    """A real face photo is stored as the same face crop that detection classifies (the square rule by default,
+    aligned on the landmarks with --crop aligned), and the arrays record which."""
     import cv2
     from skimage import data
 
@@ -301,10 +302,57 @@ def test_face_crop_is_the_cli_default_and_crops_like_detection(tmp_path):
     assert loader.main(["--dataset", str(root), "--out", str(out), "--quiet"]) == 0
     arrays = load_arrays(out)
     face = largest_face(load_detector().detect(cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR)))
-    expected = face_input(astronaut, face.xywh)  # what detection feeds the classifier
+    expected = face_input(astronaut, face.xywh)  # what detection feeds the classifier: the square rule by default
     assert np.abs(arrays["images"][0].astype(int) - expected).mean() < 1.0
     assert np.abs(arrays["images"][0].astype(int) - to_model_input(astronaut)).mean() > 20
+    assert str(arrays["crop"]) == "square"
+
+    aligned = tmp_path / "aligned.npz"
+    assert loader.main(["--dataset", str(root), "--out", str(aligned), "--quiet", "--crop", "aligned"]) == 0
+    arrays = load_arrays(aligned)
+    expected = face_input(astronaut, face.xywh, landmarks=face.landmarks)
+    assert np.abs(arrays["images"][0].astype(int) - expected).mean() < 1.0
+    assert str(arrays["crop"]) == "aligned"
 
     whole = tmp_path / "whole.npz"
     assert loader.main(["--dataset", str(root), "--out", str(whole), "--quiet", "--no-face-crop"]) == 0
     assert np.array_equal(load_arrays(whole)["images"][0], to_model_input(astronaut))
+
+
+def test_painted_masks_add_a_masked_copy_of_every_bare_face(tmp_path, capfd):
+    from conftest import run_command
+    from skimage import data
+
+    from mask_detection.painted_masks import PAINTED_SOURCE
+
+    astronaut = data.astronaut()
+    root = tmp_path / "d"
+    write(root / "with_mask" / "a.png", encode(Image.fromarray(astronaut), "PNG"))
+    write(root / "without_mask" / "b.png", encode(Image.fromarray(astronaut[:, ::-1].copy()), "PNG"))
+    noise = np.random.default_rng(0).integers(0, 255, (120, 120, 3), dtype=np.uint8)
+    write(root / "without_mask" / "c.png", encode(Image.fromarray(noise), "PNG"))  # no face: kept whole
+    out = tmp_path / "arrays.npz"
+    # Painting needs aligned crops: refused before any work, with one error line.
+    assert run_command(loader, "--dataset", root, "--out", out, "--quiet", "--painted-masks") == 2
+    assert "--painted-masks paints on the class folders' aligned face crops" in capfd.readouterr().err
+    assert not out.exists()
+
+    args = ("--dataset", root, "--out", out, "--quiet", "--painted-masks", "--crop", "aligned")
+    assert run_command(loader, *args) == 0
+    assert "painted masks: 1 bare face(s) copied" in capfd.readouterr().out  # not the noise, kept whole
+    arrays = load_arrays(out)
+    painted = arrays["sources"] == PAINTED_SOURCE
+    assert painted.sum() == 1 and arrays["labels"][painted].tolist() == [0]  # labelled with_mask
+    bare = int(np.nonzero(arrays["paths"] == "without_mask/b.png")[0][0])
+    assert arrays["paths"][painted][0].startswith("without_mask/b.png#painted-")
+    difference = np.abs(arrays["images"][painted][0].astype(int) - arrays["images"][bare]).sum(axis=2) > 30
+    assert 0.2 < difference.mean() < 0.6  # the lower face, not the whole picture
+
+    other = tmp_path / "other"
+    write(other / "cats" / "a.png", encode(Image.fromarray(astronaut), "PNG"))
+    write(other / "dogs" / "b.png", encode(Image.fromarray(astronaut), "PNG"))
+    assert (
+        run_command(loader, "--dataset", other, "--out", tmp_path / "o.npz", "--crop", "aligned", "--painted-masks")
+        == 2
+    )
+    assert "needs class folders with_mask and without_mask" in capfd.readouterr().err

@@ -40,10 +40,10 @@ def scene_photo():
 
 
 def detector_face(photo):
-    """The detector's box for the astronaut, at the detection scale of photos (what the loader must cut around)."""
+    """The detector's face for the astronaut, at the detection scale of photos (what the loader must cut around)."""
     faces = load_detector(upscale=SMALL_PHOTO_UPSCALE).detect(cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
     assert faces, "the test photo must have a detectable face"
-    return faces[0].xywh
+    return faces[0]
 
 
 def make_scenes(root, photo, face_box, broken=True):
@@ -77,7 +77,8 @@ def photo_and_face():
 
 
 def test_scenes_alone_cut_like_detection_and_count_what_is_left_out(tmp_path, photo_and_face, capfd):
-    photo, det_box = photo_and_face
+    photo, det_face = photo_and_face
+    det_box = det_face.xywh
     scenes = make_scenes(tmp_path / "scenes", photo, det_box)
     out = tmp_path / "arrays.npz"
     assert run_command(loader, "--scenes", scenes, "--out", out, "--quiet") == 1  # broken annotations: status 1
@@ -88,10 +89,12 @@ def test_scenes_alone_cut_like_detection_and_count_what_is_left_out(tmp_path, ph
     assert arrays["labels"].tolist() == [0, 1]
     assert list(arrays["sources"]) == [f"scenes:{scenes.as_posix()}"] * 2
     assert list(arrays["paths"]) == ["images/street.png#0", "images/street.png#1"]
-    # The face: cut around the detector's box (not the lower annotated one), by detection's own rule.
+    # The face: cut around the detector's box (not the lower annotated one), by detection's own rule (the square
+    # crop style by default, which the arrays record).
     annotated = (det_box[0], det_box[1] + det_box[3] // 5, det_box[2], det_box[3])
     assert np.array_equal(arrays["images"][0], face_input(photo, det_box))
     assert not np.array_equal(arrays["images"][0], face_input(photo, annotated))
+    assert str(arrays["crop"]) == "square"
     # The patch: no detection matches it, so it is cut around its annotated box.
     assert np.array_equal(arrays["images"][1], face_input(photo, (330, 250, 80, 80)))
     assert list(arrays["hashes"]) == [hashlib.sha256(image.tobytes()).hexdigest() for image in arrays["images"]]
@@ -117,17 +120,34 @@ def test_scenes_alone_cut_like_detection_and_count_what_is_left_out(tmp_path, ph
 
 
 def test_clean_scenes_exit_0_and_no_face_crop_uses_annotated_boxes(tmp_path, photo_and_face, capfd):
-    photo, det_box = photo_and_face
+    photo, det_face = photo_and_face
+    det_box = det_face.xywh
     scenes = make_scenes(tmp_path / "scenes", photo, det_box, broken=False)
     out = tmp_path / "arrays.npz"
     assert run_command(loader, "--scenes", scenes, "--out", out, "--quiet", "--no-face-crop") == 0
     assert "annotated boxes" in capfd.readouterr().out
     annotated = (det_box[0], det_box[1] + det_box[3] // 5, det_box[2], det_box[3])
-    assert np.array_equal(load_arrays(out)["images"][0], face_input(photo, annotated))
+    arrays = load_arrays(out)
+    assert np.array_equal(arrays["images"][0], face_input(photo, annotated))
+    assert str(arrays["crop"]) == "square"  # boxes without landmarks: the square rule, and the file says so
+
+
+def test_aligned_crop_style_cuts_on_the_detections_landmarks_and_is_recorded(tmp_path, photo_and_face):
+    photo, det_face = photo_and_face
+    scenes = make_scenes(tmp_path / "scenes", photo, det_face.xywh, broken=False)
+    out = tmp_path / "arrays.npz"
+    assert run_command(loader, "--scenes", scenes, "--out", out, "--quiet", "--crop", "aligned") == 0
+    arrays = load_arrays(out)
+    assert np.array_equal(arrays["images"][0], face_input(photo, det_face.xywh, landmarks=det_face.landmarks))
+    assert not np.array_equal(arrays["images"][0], face_input(photo, det_face.xywh))
+    # The patch no detection matches has no landmarks: cut around its annotated box by the square rule.
+    assert np.array_equal(arrays["images"][1], face_input(photo, (330, 250, 80, 80)))
+    assert str(arrays["crop"]) == "aligned"
 
 
 def test_folders_and_scenes_combine_with_sources_and_duplicates_removed(tmp_path, photo_and_face, capfd):
-    photo, det_box = photo_and_face
+    photo, det_face = photo_and_face
+    det_box = det_face.xywh
     scenes = make_scenes(tmp_path / "scenes", photo, det_box, broken=False)
     dataset = tmp_path / "dataset"
     (dataset / "with_mask").mkdir(parents=True)
@@ -170,7 +190,8 @@ def test_matching_is_one_to_one_best_overlap_first(tmp_path, photo_and_face):
     falls back to its annotated box."""
     from mask_detection.scene_crops import build_scene_arrays
 
-    photo, det_box = photo_and_face
+    photo, det_face = photo_and_face
+    det_box = det_face.xywh
     x, y, w, h = det_box
     scenes = tmp_path / "scenes"
     (scenes / "images").mkdir(parents=True)
@@ -187,7 +208,8 @@ def test_matching_is_one_to_one_best_overlap_first(tmp_path, photo_and_face):
 
 
 def test_same_picture_under_two_classes_across_sources_is_dropped(tmp_path, photo_and_face, capfd):
-    photo, det_box = photo_and_face
+    photo, det_face = photo_and_face
+    det_box = det_face.xywh
     scenes = make_scenes(tmp_path / "scenes", photo, det_box, broken=False)
     dataset = tmp_path / "dataset"
     (dataset / "with_mask").mkdir(parents=True)

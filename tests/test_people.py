@@ -22,6 +22,7 @@ class ColourClassifier:
 
     class_names = [WITH_MASK, WITHOUT_MASK]
     input_size = 224
+    crop = "square"
     path = None
 
     def __init__(self) -> None:

@@ -463,7 +463,10 @@ def save_custom_arrays(path, images, labels, sources=None):
     "case, message",
     [
         ("empty", "holds no images"),
-        ("small", "holds 64x64 images, but the classifier takes 224x224 images: make the arrays file with loader.py"),
+        (
+            "small",
+            "holds 16x16 images, but the classifier takes at least 32x32 images: make the arrays file with loader.py",
+        ),
         ("one_class", "has no images of class without_mask"),
     ],
 )
@@ -472,7 +475,7 @@ def test_unusable_arrays_are_one_clear_error(tmp_path, case, message):
     if case == "empty":
         save_custom_arrays(path, np.zeros((0, 224, 224, 3), np.uint8), [])
     elif case == "small":
-        make_arrays(path, n_per_class=6, size=64)
+        make_arrays(path, n_per_class=6, size=16)
     else:
         arrays = make_arrays(path, n_per_class=6)
         save_custom_arrays(path, arrays["images"], np.zeros(12))  # every image labelled with_mask

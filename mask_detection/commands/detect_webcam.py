@@ -67,28 +67,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "fused into the person's verdict, so labels do not flicker from frame to frame. A face counts as "
             f"a person once seen in {config.min_frames} frames; it keeps its track while hidden for up to "
             f"{config.max_missing_seconds:g} s (someone walking in front, missed detections); a hard scene cut "
-            "ends every track. A verdict is settled after a few classifications and changes afterwards only on "
-            "strong evidence held over several classifications (a person who lowers the mask). "
+            "ends every track. Each view counts by how judgeable it is (face size, sharpness, how frontal), so a "
+            "clearly better view can overturn a verdict from poor views at once, while one ordinary odd frame "
+            "cannot flip a settled one; the label shown is always the one the person's evidence favours, with "
+            "its own probability. A verdict is settled after a few classifications; a face smaller than "
+            "--judge-size is followed but not judged (a grey box, counted apart as too small to judge, never an "
+            "alert). "
             'JSON Lines (--json), one object per frame: {"frame": I, "time": SECONDS, "faces": [{"box": '
-            '[x, y, w, h], "score": S, "label": CLASS, "probability": P, "track": ID, "settled": BOOL}]} '
+            '[x, y, w, h], "score": S, "label": CLASS, "probability": P, "track": ID, "settled": BOOL, '
+            '"judged": BOOL}]} '
             "(time: position in a video file, seconds since start for a camera or stream; frame: the index "
             "among the frames processed, which are the --output video's frames; track: the person's number, "
-            "unique within the run; label and probability: the person's current verdict, settled: false "
-            "while it is only the best estimate so far; a face appears from its second frame on, once its "
-            "track is confirmed). Events (--events), one JSON object a line, each run appended after a "
+            "unique within the run; label and probability: the person's current verdict and its probability, "
+            "settled: false while it is only the best estimate so far; judged: false, with label and "
+            "probability null, while every view of the person was too small to judge; a face appears from its "
+            "second frame on, once its track is confirmed). Events (--events), one JSON object a line, each "
+            "run appended after a "
             '{"event": "start", "run": RUN, "started": UTC, "source": NAME} line and closed by {"event": "end", '
             '"run": RUN, "frames": N}; every event carries "run" after "event": {"event": "verdict", "track": '
             'ID, "frame": I, "time": SECONDS, "label": CLASS, "probability": P, "box": [x, y, w, h], '
             '"snapshot": PATH} once per person when the verdict is settled (at the latest when they leave) '
             'and again if it changes; {"event": "leave", "track": ID, "frame": I, "time": SECONDS, "label": '
-            'CLASS, "probability": P, "first_frame": I, "frames": N} when the track ends (the frame at which '
-            "it ended; frames: those the person was seen in), for every person still in view also at the end, "
+            'CLASS, "probability": P, "first_frame": I, "frames": N, "judged": BOOL} when the track ends (the '
+            "frame at which it ended; frames: those the person was seen in; a person never judged has no verdict "
+            "event and a leave event with judged false, label and probability null), for every person still in "
+            "view also at the end, "
             "on q, Ctrl-C and SIGTERM. --snapshots saves each person's best view of the face as "
             "DIR/<run id>_track-000007.jpg, named in the verdict events (a folder that fills up or cannot be written: "
             "one warning, the run goes on). --per-frame: every face of every frame classified on its own, no "
             "tracks, no events (the JSON then has no track and settled keys). Damaged frames of a video file "
             "are skipped and reading goes on. A summary is printed at the end (on stderr with --json or "
-            "--events -): people by verdict (faces seen, with --per-frame). Ctrl-C, SIGTERM and SIGHUP "
+            "--events -): people judged, by verdict, and people too small to judge (faces seen, with "
+            "--per-frame). Ctrl-C, SIGTERM and SIGHUP "
             "finish the current frame, write the leave events, finalise --output and print the summary. "
             "Exit status: 0 done (also after Ctrl-C), 1 the stream broke off mid-way or frames of the video "
             "could not be decoded (output kept), 2 nothing could be processed (camera or video cannot be "
@@ -131,12 +141,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="classify every face of every frame on its own, as before tracking: no tracks, verdicts, people "
         "counts or events",
     )
+    parser.add_argument(
+        "--judge-size",
+        type=cli.positive_int,
+        metavar="PX",
+        help="tracked mode: judge a person only from views of the face at least PX pixels on its short side; "
+        "smaller faces are followed and counted but not classified (default: "
+        f"{config.judge_size}, below which the classifier's accuracy falls on the dev video)",
+    )
     cli.add_pipeline_options(parser, photos=False)
     args = parser.parse_args(argv)
     if args.events == "-" and args.json:
         parser.error("--events - and --json both write to stdout: give --events a file, or leave out --json")
     if args.per_frame and (args.events is not None or args.snapshots is not None):
         parser.error("--events and --snapshots need tracked mode: leave out --per-frame")
+    if args.per_frame and args.judge_size is not None:
+        parser.error("--judge-size needs tracked mode: --per-frame classifies every face")
     return args
 
 
@@ -186,6 +206,13 @@ def wants_window(args: argparse.Namespace) -> bool:
     return available
 
 
+def tracking_config(args: argparse.Namespace) -> TrackingConfig:
+    """The tracked mode's settings: the defaults, with --judge-size."""
+    if args.judge_size is None:
+        return TrackingConfig()
+    return TrackingConfig(judge_size=args.judge_size)
+
+
 def open_run(args: argparse.Namespace) -> tuple[FileSource | LiveSource, MaskPipeline, VideoOutput | None]:
     """The source, the pipeline and the output video; the source is closed again when the others fail."""
     source = open_source(args.camera, args.video)
@@ -207,15 +234,17 @@ def open_run(args: argparse.Namespace) -> tuple[FileSource | LiveSource, MaskPip
 
 
 def summary_line(tally: StreamTally, class_names: list[str], seconds: float, people: PeopleCounts | None) -> str:
-    """Tracked: "summary: 661 frames, 23 people (mask 19, no mask 4), mean 31.0 FPS"; per frame: faces seen."""
+    """Tracked: "summary: 661 frames, 25 people: 23 judged (mask 19, no mask 4), 2 too small to judge, mean 31.0
+    FPS"; per frame: "summary: 661 frames, 1204 faces seen (mask 1000, no mask 204), mean 31.0 FPS"."""
+    fps = tally.frames / seconds if seconds > 0 else 0.0
     if people is None:
         counts, what = tally.counts, f"{tally.faces} faces seen"
     else:
-        counts, n = people.by_class, people.total
-        what = f"{n} {'person' if n == 1 else 'people'}"
+        n = people.total
+        counts, what = people.by_class, f"{n} {'person' if n == 1 else 'people'}: {people.judged} judged"
     per_class = ", ".join(f"{class_info(name).display.lower()} {counts.get(name, 0)}" for name in class_names)
-    fps = tally.frames / seconds if seconds > 0 else 0.0
-    return f"summary: {tally.frames} frames, {what} ({per_class}), mean {fps:.1f} FPS"
+    unjudged = "" if people is None else f", {people.unjudged} too small to judge"
+    return f"summary: {tally.frames} frames, {what} ({per_class}){unjudged}, mean {fps:.1f} FPS"
 
 
 class EventLog:
@@ -368,7 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     source, pipeline, writer = open_run(args)
     try:
         processor: FrameProcessor = (
-            PerFrameProcessor(pipeline) if args.per_frame else PeoplePipeline(pipeline, fps=source.fps)
+            PerFrameProcessor(pipeline)
+            if args.per_frame
+            else PeoplePipeline(pipeline, tracking_config(args), source.fps)
         )
         log = EventLog(args, source.name)
     except BaseException:

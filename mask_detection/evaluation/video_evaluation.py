@@ -145,7 +145,8 @@ def _play(video: str | Path, pipeline: MaskPipeline, tracking: TrackingConfig | 
 
 def _run(source: FileSource, processor: FrameProcessor, bar: tqdm) -> tuple[VideoRun, float]:
     """Every frame through the processor: its detections by MOT frame number and, tracked, every person's final
-    verdict (from the leave events, those at the end of the video included) and the people counted."""
+    verdict (from the leave events, those at the end of the video included; None for a person never judged) and
+    the people counted."""
     frames, final = [], {}
 
     def note_leaves(events: list[PersonEvent]) -> None:
@@ -159,7 +160,7 @@ def _run(source: FileSource, processor: FrameProcessor, bar: tqdm) -> tuple[Vide
     people = processor.people
     if people is None:
         return VideoRun(frames, tracked=False), elapsed
-    return VideoRun(frames, True, final, people.total, dict(people.by_class)), elapsed
+    return VideoRun(frames, True, final, people.total, dict(people.by_class), people.unjudged), elapsed
 
 
 def _frame_number(seconds: float, fps: float) -> int:

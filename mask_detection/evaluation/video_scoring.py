@@ -12,9 +12,14 @@ others are computed here from the matched face-frames:
 - tracks per true person: distinct tracks matched to a person (found at least once), averaged over people;
 - identity purity: for each track, the share of its matched frames on its majority person; averaged over tracks;
 - tracks across a scene cut: tracks matched to people of two segments (and tracks with detections in two);
-- flicker: for each person, successive matched frames whose shown label differs, per 100 such steps;
+- flicker: for each person, successive matched frames with a label whose shown label differs, per 100 such steps
+  (a face not judged yet shows no label: its first label is no change);
 - per-person verdicts: each person's main track (matched in most frames) and its final verdict (its leave
   event, else its last label), against the person's class; per-frame: every matched face-frame's shown label.
+  A person whose main track was never judged (every view smaller than the judging size) has no verdict: counted
+  apart, not scored; so are face-frames not judged;
+- labels under 50%: tracked face-frames (all of them, not only the slice) whose shown label's probability is
+  under 0.5; the label must be the one the evidence favours.
 
 Without tracks (per-frame mode) the identity and per-person figures are not applicable (None): a face there is
 nobody in particular, and treating each detection as a track of its own would only measure that.
@@ -44,6 +49,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "tracks_across_cut": ("max", 0),
     "person_balanced_accuracy": ("min", 0.95),
     "verdict_gain": ("min", 0.03),
+    "label_probability_under_half": ("max", 0),
 }
 
 
@@ -53,9 +59,10 @@ class VideoRun:
 
     frames: list[tuple[int, list[Detection]]]  # (1-based frame number, that frame's detections)
     tracked: bool
-    final_verdicts: dict[int, str] = field(default_factory=dict)  # track -> label of its leave event
+    final_verdicts: dict[int, str | None] = field(default_factory=dict)  # track -> label of its leave event
     people: int | None = None  # tracks that became persons (tracked mode)
-    people_counts: dict[str, int] = field(default_factory=dict)  # persons by final verdict
+    people_counts: dict[str, int] = field(default_factory=dict)  # judged persons by final verdict
+    people_unjudged: int | None = None  # persons never judged (tracked mode)
 
 
 @dataclass(frozen=True)
@@ -112,7 +119,7 @@ def score_video(
         "tracks": _track_figures(records, people, truth, matches) if run.tracked else None,
         "flicker": _flicker_figures(people),
         "people": _people_figures(run, truth, people, class_names, left_out, min_face),
-        "verdicts": _verdict_figures(records, people, class_names, run.tracked),
+        "verdicts": _verdict_figures(records, people, class_names, run),
     }
     slice_text = f"faces >= {min_face} px on the short side" + "".join(f", {n} left out" for n in left_out)
     return VideoScores(_headline(figures, slice_text), figures, people)
@@ -258,6 +265,7 @@ def _people_figures(
         "true_people_by_class": dict(Counter(labels.values())),
         "people_counted": run.people,
         "people_counted_by_verdict": dict(run.people_counts) if run.tracked else None,
+        "people_counted_not_judged": run.people_unjudged if run.tracked else None,
         "counted_per_true_person": _ratio(run.people, len(labels)) if run.people is not None else None,
         "note": f"true people: every person of the ground truth; in the slice: seen at least once with a face of "
         f">= {min_face} px" + "".join(f", {n} left out" for n in left_out),
@@ -265,18 +273,26 @@ def _people_figures(
 
 
 def _verdict_figures(
-    records: Sequence[FaceFrame], people: list[Figures], class_names: Sequence[str], tracked: bool
+    records: Sequence[FaceFrame], people: list[Figures], class_names: Sequence[str], run: VideoRun
 ) -> Figures:
-    frame_pairs = [(r.label, r.detection.class_name) for r in records if r.detection is not None]
+    tracked = run.tracked
+    found = sum(r.detection is not None for r in records)
+    frame_pairs = [(r.label, r.detection.class_name) for r in records if r.detection is not None and r.detection.judged]
     person_pairs = [(p["label"], p["verdict"]) for p in people if p["verdict"] is not None]
     person_ba = _balanced_accuracy(person_pairs, class_names) if tracked else None
     frame_ba = _balanced_accuracy(frame_pairs, class_names)
+    labelled = [d for _, detections in run.frames for d in detections if d.judged]
     return {
         "person_balanced_accuracy": person_ba,
         "people_scored": len(person_pairs) if tracked else None,
+        "people_not_judged": sum(p["main_track"] is not None and p["verdict"] is None for p in people)
+        if tracked
+        else None,
         "person_accuracy": _ratio(sum(t == p for t, p in person_pairs), len(person_pairs)) if tracked else None,
         "per_frame_balanced_accuracy": frame_ba,
         "face_frames_scored": len(frame_pairs),
+        "face_frames_not_judged": found - len(frame_pairs),
+        "label_probability_under_half": sum(d.probability < 0.5 for d in labelled),
         "verdict_gain": None if person_ba is None or frame_ba is None else person_ba - frame_ba,
         "note": "per-frame: every matched face-frame's shown label (tracked: the person's verdict at that frame; "
         "per-frame mode: that frame's own classification)",
@@ -305,6 +321,7 @@ def _headline(figures: Figures, slice_text: str) -> Figures:
         "person_balanced_accuracy": verdicts["person_balanced_accuracy"],
         "per_frame_balanced_accuracy": verdicts["per_frame_balanced_accuracy"],
         "verdict_gain": verdicts["verdict_gain"],
+        "label_probability_under_half": verdicts["label_probability_under_half"],
     }
     headline["targets"] = {name: {"bound": kind, "value": value} for name, (kind, value) in TARGETS.items()}
     headline["met"] = {name: _meets(headline[name], kind, value) for name, (kind, value) in TARGETS.items()}
@@ -333,7 +350,7 @@ def _person_records(records: Sequence[FaceFrame], truth: VideoTruth, run: VideoR
         found = [r.detection for r in rows if r.detection is not None]
         tracks = Counter(d.track_id for d in found if d.track_id is not None)
         main = tracks.most_common(1)[0][0] if tracks else None  # ties: the track seen first
-        labels = [d.class_name for d in found]
+        labels = [d.class_name for d in found if d.judged]
         people.append(
             {
                 "person": person,
@@ -343,6 +360,7 @@ def _person_records(records: Sequence[FaceFrame], truth: VideoTruth, run: VideoR
                 "frames": len(rows),
                 "found_frames": len(found),
                 "frames_labelled_right": sum(r.detection.class_name == r.label for r in rows if r.detection),
+                "frames_not_judged": len(found) - len(labels),
                 "tracks": sorted(tracks),
                 "counted_tracks": sorted(t for t in tracks if t in counted),
                 "main_track": main,
@@ -358,7 +376,7 @@ def _last_labels(run: VideoRun) -> dict[int, str]:
     last: dict[int, str] = {}
     for _, detections in run.frames:
         for d in detections:
-            if d.track_id is not None:
+            if d.track_id is not None and d.judged:
                 last[d.track_id] = d.class_name
     return last
 

@@ -24,6 +24,7 @@ HEADLINE_ROWS = (
     ("person_balanced_accuracy", "balanced accuracy, per-person verdicts", "percent"),
     ("per_frame_balanced_accuracy", "balanced accuracy, per frame", "percent"),
     ("verdict_gain", "per-person minus per-frame", "points"),
+    ("label_probability_under_half", "face-frames whose label's probability is under 50%", "count"),
 )
 
 

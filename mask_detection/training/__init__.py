@@ -3,9 +3,11 @@
 Flow: arrays -> stratified train/validation/test split (fixed seed) -> backbone features for every image plus
 precomputed augmented views of the training images (by default through the backbone converted to TFLite and run
 by LiteRT, checked against TensorFlow: see feature_function) -> head trained with RMSprop, early stopping on validation
-loss (best weights restored) -> a temperature fitted on the validation split (calibration) -> the test split used
-once -> full model (uint8 image in, calibrated probabilities out) checked against the head, then model, metadata,
-split and plots written as one group (all replaced, or none).
+loss (best weights restored) -> with ``fine_tune_blocks``, the backbone's top blocks trained with the head on the
+cached activations below them (the features above were then pooled from those activations) -> a temperature fitted
+on the validation split (calibration) -> the test split used once -> full model (uint8 image in, calibrated
+probabilities out) checked against the head, then model, metadata, split and plots written as one group (all
+replaced, or none).
 
 TensorFlow runs the head (and the feature pass when it sees a GPU) on a GPU when one is visible.
 
@@ -23,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from .._tf import keras
-from ..arrays import load_arrays
+from ..arrays import crop_style, load_arrays
 from ..backbones import weights_id as backbone_weights_id
-from ..model import build_feature_extractor
+from ..model import build_feature_extractor, split_for_fine_tuning
 from .cache import (
     FeatureCache,
     default_cache_dir,
@@ -46,9 +48,18 @@ from .features import (
     feature_function,
     features_agree,
     load_or_compute_features,
+    pooled_features,
     tensorflow_feature_function,
 )
-from .head import HEAD_STEPS_PER_EXECUTION, HeadFit, balanced_class_weight, fit_head, one_hot, stop_training_callback
+from .head import (
+    HEAD_STEPS_PER_EXECUTION,
+    HeadFit,
+    balanced_class_weight,
+    fine_tune,
+    fit_head,
+    one_hot,
+    stop_training_callback,
+)
 from .outputs import (
     assemble_model,
     check_output_path,
@@ -86,11 +97,13 @@ __all__ = [
     "feature_function",
     "feature_key",
     "features_agree",
+    "fine_tune",
     "fit_head",
     "load_or_compute_features",
     "one_hot",
     "output_paths",
     "picture_keys",
+    "pooled_features",
     "remove_per_dataset_cache_files",
     "save_outputs",
     "score_on_test_split",
@@ -146,12 +159,32 @@ def train(
 
     keras().utils.set_random_seed(config.seed)
     features_started = time.perf_counter()
-    extractor = build_feature_extractor(config.backbone, config.weights)
+    # The arrays decide the input side (loader.py --input-size), so a backbone can train at its native size.
+    input_size = int(arrays["images"].shape[1])
+    extractor = build_feature_extractor(config.backbone, config.weights, input_size)
     weights_id = backbone_weights_id(config.backbone, config.weights)
-    base, aug, feature_source = load_or_compute_features(extractor, arrays, split, config, weights_id, cache, log, warn)
+    tuning = split_for_fine_tuning(extractor, config.fine_tune_blocks) if config.fine_tune_blocks else None
+    if tuning is None:
+        base, aug, feature_source = load_or_compute_features(
+            extractor, arrays, split, config, weights_id, cache, log, warn
+        )
+        head_base, head_aug = base, aug
+    else:
+        # The activations below the trainable top are what is cached (float16: half the size, and the top's
+        # result moves by about 1e-4), under a key naming the cut; the pooled features of the still-frozen top
+        # are computed from them, cheap next to the backbone below.
+        cut_id = weights_id if weights_id == "random" else f"{weights_id}@{tuning.cut}"
+        base, aug, feature_source = load_or_compute_features(
+            tuning.lower, arrays, split, config, cut_id, cache, log, warn, dtype=np.float16
+        )
+        head_base, head_aug = pooled_features(tuning.pooled, base), pooled_features(tuning.pooled, aug)
     feature_seconds = time.perf_counter() - features_started
 
-    head = fit_head(base, aug, labels, split, len(class_names), config)
+    head = fit_head(head_base, head_aug, labels, split, len(class_names), config)
+    head_seconds, head_epochs = head.seconds, head.epochs_run
+    if tuning is not None:
+        log(f"fine-tuning the backbone's top {config.fine_tune_blocks} unit(s) above {tuning.cut} with the head ...")
+        head = fine_tune(tuning, head, base, aug, labels, split, len(class_names), config)
     calibration = calibrate(head, base, labels, split, warn)
     test = score_on_test_split(head, base, labels, split["test"], class_names, calibration)
     model = assemble_model(extractor, head, arrays["images"], test, config.learning_rate, calibration.temperature)
@@ -167,12 +200,32 @@ def train(
         feature_source,
         paths["split"],
         arrays.get("sources"),
+        input_size,
     )
+    # Detection cuts faces as the training pictures were cut (crop.py).
+    metadata["crop"] = crop_style(arrays)
     metadata["timing_seconds"] = {
         "features": round(feature_seconds, 1),
-        "head_training": round(head.seconds, 1),
+        "head_training": round(head_seconds, 1),
+        **({"fine_tune": round(head.seconds - head_seconds, 1)} if tuning is not None else {}),
         "total": round(time.perf_counter() - started, 1),
     }
+    if tuning is not None:
+        metadata["fine_tune"] = {
+            "blocks": config.fine_tune_blocks,
+            "cut": tuning.cut,
+            "trainable": [layer.name for layer in tuning.trainable],
+            "batch_norm": "frozen (inference mode)",
+            "optimizer": {"name": "RMSprop", "learning_rate": config.fine_tune_learning_rate},
+            "augment_views": config.fine_tune_augment_views,
+            "epochs": {
+                "requested": config.fine_tune_epochs,
+                "run": head.epochs_run - head_epochs,
+                "early_stopping_patience": config.fine_tune_patience,
+            },
+            # False: no fine-tuning epoch beat the head's best validation loss, so the top kept its ImageNet weights.
+            "kept": head.best_epoch > head_epochs,
+        }
     split_record: dict[str, list[str] | str] = {
         name: [str(arrays["hashes"][i]) for i in idx] for name, idx in split.items()
     }

@@ -40,6 +40,15 @@ class TrainConfig:
     cache_dir: str | os.PathLike[str] | Literal[False] | None = None  # None: the user cache folder; False: no cache
     cache_limit: int = DEFAULT_LIMIT_BYTES  # bytes of features the cache keeps; least recently used go first
     progress: bool = False  # progress bars and Keras' epoch lines on the terminal
+    # Partial fine-tuning (EfficientNet-Lite only; 0: the frozen backbone of the reference recipe): the top units
+    # that train after the head (1: the 1x1 head conv, 2: also the last MBConv block, ...; model.fine_tune_cut),
+    # with their own RMSprop learning rate, epochs and early-stopping patience, on the original training pictures and
+    # this many of their augmented views (each view costs as much as the originals: 0 keeps a run within minutes).
+    fine_tune_blocks: int = 0
+    fine_tune_learning_rate: float = 1e-5
+    fine_tune_epochs: int = 5
+    fine_tune_patience: int = 2
+    fine_tune_augment_views: int = 0
     extra: dict = field(default_factory=dict)
 
     def validate(self):
@@ -51,18 +60,40 @@ class TrainConfig:
         def bad(message):
             return MaskDetectionError(f"training setting {message}")
 
-        for name in ("epochs", "batch_size", "patience", "hidden_units", "cache_limit"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "patience",
+            "hidden_units",
+            "cache_limit",
+            "fine_tune_epochs",
+            "fine_tune_patience",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise bad(f"{name} must be a whole number of at least 1, got {value!r}")
+        for name in ("augment_views", "fine_tune_augment_views"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise bad(f"{name} must be a whole number, 0 or more, got {value!r}")
+        if self.fine_tune_augment_views > self.augment_views:
+            raise bad(
+                f"fine_tune_augment_views ({self.fine_tune_augment_views}) cannot exceed augment_views "
+                f"({self.augment_views}): only those views are computed"
+            )
+        for name in ("learning_rate", "fine_tune_learning_rate"):
+            value = getattr(self, name)
+            if not _finite(value) or value <= 0:
+                raise bad(f"{name} must be a finite positive number, got {value!r}")
         if (
-            isinstance(self.augment_views, bool)
-            or not isinstance(self.augment_views, (int, np.integer))
-            or self.augment_views < 0
+            isinstance(self.fine_tune_blocks, bool)
+            or not isinstance(self.fine_tune_blocks, (int, np.integer))
+            or self.fine_tune_blocks < 0
         ):
-            raise bad(f"augment_views must be a whole number, 0 or more, got {self.augment_views!r}")
-        if not _finite(self.learning_rate) or self.learning_rate <= 0:
-            raise bad(f"learning_rate must be a finite positive number, got {self.learning_rate!r}")
+            raise bad(f"fine_tune_blocks must be a whole number, 0 or more, got {self.fine_tune_blocks!r}")
+        if self.fine_tune_blocks and self.backbone == "resnet50":
+            # The reference method stays as published: a frozen ResNet50 under the head.
+            raise bad("fine_tune_blocks is for the efficientnet_lite backbones; resnet50 (the reference) stays frozen")
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             if not _finite(value) or not 0 < value < 0.5:

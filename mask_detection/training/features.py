@@ -1,6 +1,7 @@
-"""The feature engine: the frozen backbone's pooled features of every picture and of its augmented views, looked
-up in the feature cache first; the missing ones computed by LiteRT (the backbone converted to TFLite, checked
-against TensorFlow) or by TensorFlow, and stored."""
+"""The feature engine: the frozen backbone's pooled features of every picture and of its augmented views (or, for
+fine-tuning, the activations below the trainable top of the backbone), looked up in the feature cache first; the
+missing ones computed by LiteRT (the frozen part converted to TFLite, checked against TensorFlow) or by TensorFlow,
+and stored."""
 
 import sys
 from collections.abc import Callable
@@ -8,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 from tqdm import tqdm
 
-from .. import INPUT_SIZE
 from .._tf import tf
 from ..augment import augment_view
 from ..errors import MaskDetectionError
@@ -37,10 +38,11 @@ def extract_features(
     bar: tqdm,
     transform: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     done: Callable[[np.ndarray, np.ndarray], None] | None = None,
+    dtype: DTypeLike = np.float32,
 ) -> np.ndarray | None:
-    """Pooled features for ``images[indices]``, in batches, optionally transformed first (augmentation:
-    ``transform(batch, batch_indices)``); ``done(batch_indices, features)`` is told of each batch. None when
-    ``indices`` is empty.
+    """Features (pooled vectors or activation maps) for ``images[indices]`` as ``dtype``, in batches, optionally
+    transformed first (augmentation: ``transform(batch, batch_indices)``); ``done(batch_indices, features)`` is
+    told of each batch. None when ``indices`` is empty.
 
     The next batch is prepared on a helper thread while the backbone runs on this one (OpenCV, NumPy and LiteRT
     release the GIL).
@@ -61,7 +63,7 @@ def extract_features(
                 pending = helper.submit(prepare, starts[i + 1])
             feats = extractor_call(batch)
             if out is None:
-                out = np.empty((len(indices), feats.shape[-1]), np.float32)
+                out = np.empty((len(indices), *feats.shape[1:]), dtype)
             out[start : start + len(batch)] = feats
             if done is not None:
                 done(indices[start : start + len(batch)], feats)
@@ -71,13 +73,24 @@ def extract_features(
 
 def tensorflow_feature_function(extractor: Any) -> Callable[[np.ndarray], np.ndarray]:
     t = tf()
-    spec = t.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], t.uint8)
+    side = int(extractor.input_shape[1])  # the arrays' side: a Lite2 model may take 260 px pictures
+    spec = t.TensorSpec([None, side, side, 3], t.uint8)
     call = t.function(lambda x: extractor(x, training=False), input_signature=[spec])
     return lambda batch: call(batch).numpy()
 
 
+def pooled_features(pooled: Any, activations: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The pooled features of cached activations through the still-frozen top (``model.FineTuneSplit.pooled``),
+    any leading shape: (n, h, w, c) -> (n, dim), (views, n, h, w, c) -> (views, n, dim)."""
+    flat = activations.reshape(-1, *activations.shape[-3:])
+    if len(flat) == 0:
+        return np.zeros((*activations.shape[:-3], int(pooled.output_shape[-1])), np.float32)
+    out = np.asarray(pooled.predict(flat, batch_size=batch_size, verbose=0), np.float32)
+    return out.reshape(*activations.shape[:-3], out.shape[-1])
+
+
 def features_agree(fast: np.ndarray, reference: np.ndarray) -> bool:
-    """Features from the converted backbone match TensorFlow's (seen: about 1e-6 relative)."""
+    """Features from the converted backbone match TensorFlow's (seen: about 1e-6 relative; activation maps too)."""
     scale = max(1.0, float(np.abs(reference).max()))
     return fast.shape == reference.shape and np.allclose(fast, reference, rtol=1e-3, atol=1e-4 * scale)
 
@@ -126,35 +139,37 @@ def load_or_compute_features(
     cache: FeatureCache,
     log: Log,
     warn: Log,
+    dtype: DTypeLike = np.float32,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """(features of every image, augmented views of the training images, where they came from).
 
-    Each picture view's features are looked up in the cache by picture content, backbone weights and view; only
-    the missing ones are computed, and stored. With a writable cache the augmented views of every picture are
-    computed, not only of this split's training pictures, so that another split (which adding pictures makes)
-    finds them too.
+    Each picture view's features are looked up in the cache by picture content, backbone weights (for fine-tuning
+    with the cut below the trainable top: ``weights_id`` names it) and view; only the missing ones are computed,
+    and stored as ``dtype``. With a writable cache the augmented views of every picture are computed, not only of
+    this split's training pictures, so that another split (which adding pictures makes) finds them too.
     """
     images = arrays["images"]
     n = len(images)
-    dim = int(extractor.output_shape[-1])
+    shape = tuple(int(d) for d in extractor.output_shape[1:])  # (dim,) pooled, (h, w, c) activations
+    dim = int(np.prod(shape))
     views = view_names(config.augment_views)
     pictures = picture_keys(images)
     store = cache.open(log, warn) if weights_id != "random" else None
     try:
         augmented = np.arange(n) if store is not None and store.writable else split["train"]
-        features = np.zeros((len(views), n, dim), np.float32)
+        features = np.zeros((len(views), n, *shape), dtype)
         missing, from_cache = [], 0
         for v, view in enumerate(views):
             indices = np.arange(n) if v == 0 else augmented
             keys = [feature_key(weights_id, view, pictures[i]) for i in indices]
-            found = store.get(keys, dim) if store is not None else {}
+            found = store.get(keys, dim, dtype) if store is not None else {}
             todo = []
             for i, key in zip(indices, keys, strict=True):
                 vector = found.get(key)
                 if vector is None:
                     todo.append(i)
                 else:
-                    features[v, i] = vector
+                    features[v, i] = vector.reshape(shape)
             from_cache += len(indices) - len(todo)
             if todo:
                 missing.append((v, np.array(todo, np.int64)))
@@ -167,7 +182,7 @@ def load_or_compute_features(
         engine = None
         if to_compute:
             engine = compute_missing_features(
-                extractor, images, pictures, views, missing, features, config, weights_id, store, log, warn
+                extractor, images, pictures, views, missing, features, config, weights_id, store, log, warn, dtype
             )
         if store is not None:
             store.evict()
@@ -191,6 +206,7 @@ def compute_missing_features(
     store: FeatureStore | None,
     log: Log,
     warn: Log,
+    dtype: DTypeLike = np.float32,
 ) -> str:
     """Fill ``features[view, index]`` for each view's missing indices and store them; returns the engine's name.
 
@@ -204,7 +220,7 @@ def compute_missing_features(
 
     def flush():
         if store is not None and pending:
-            store.put(pending)
+            store.put(pending, dtype)
         pending.clear()
 
     with tqdm(
@@ -230,7 +246,7 @@ def compute_missing_features(
                     flush()
 
             features[v, todo] = extract_features(
-                run, images, todo, FEATURE_BATCH, bar, transform=augment if v else None, done=done
+                run, images, todo, FEATURE_BATCH, bar, transform=augment if v else None, done=done, dtype=dtype
             )
         flush()
     return engine

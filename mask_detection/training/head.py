@@ -1,5 +1,6 @@
 """The head, trained on the backbone features alone: classes weighted to balance, early stopping on the
-validation loss (best epoch's weights restored), ended between steps by Ctrl-C or SIGTERM."""
+validation loss (best epoch's weights restored), ended between steps by Ctrl-C or SIGTERM; then, when asked, the
+backbone's top fine-tuned with it on the cached activations below the top (``fine_tune``)."""
 
 import time
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ import numpy as np
 
 from .._tf import keras
 from ..interrupts import StopFlag
-from ..model import apply_layers, build_head_layers, compile_model
+from ..model import FineTuneSplit, apply_layers, build_head_layers, compile_model
 from .config import TrainConfig
 
 HEAD_STEPS_PER_EXECUTION = 64
@@ -105,3 +106,64 @@ def fit_head(
     history = {key: [float(v) for v in values] for key, values in fit.history.items()}
     logits_model = k.Model(head_input, logits, name="head_logits")
     return HeadFit(head_layers, head, logits_model, history, time.perf_counter() - started)
+
+
+def fine_tune(
+    tuning: FineTuneSplit,
+    head: HeadFit,
+    base: np.ndarray,
+    aug: np.ndarray,
+    labels: np.ndarray,
+    split: dict[str, np.ndarray],
+    n_classes: int,
+    config: TrainConfig,
+) -> HeadFit:
+    """Train the backbone's top (``tuning``) with the trained head on the cached activations below it, RMSprop at
+    ``config.fine_tune_learning_rate``, early stopping on the validation loss as ``fit_head`` (best epoch's
+    weights restored). The head was trained first on the frozen features, so that the top's first steps follow a
+    head that already separates the classes, not a random one's large gradients.
+
+    When no epoch beats the head's best validation loss, the weights from before go back (the top stays as it
+    was). Returns a HeadFit whose models take activations, its history the head's followed by this stage's.
+    """
+    k = keras()
+    aug = aug[: config.fine_tune_augment_views]  # each view costs a pass over the top as long as the originals'
+    train_x = np.concatenate([base[split["train"]], *aug]) if len(aug) else base[split["train"]]
+    train_y = np.tile(labels[split["train"]], 1 + len(aug))
+    val_x, val_y = base[split["validation"]], labels[split["validation"]]
+    activations = k.Input(shape=base.shape[1:], dtype="float16", name="activations")
+    logits = apply_layers(tuning.pooled(activations), head.layers[:-1])
+    model = k.Model(activations, head.layers[-1](logits), name="top_and_head")
+    tuning.set_trainable(True)
+    before = [v.numpy() for v in model.trainable_variables]
+    compile_model(model, config.fine_tune_learning_rate)
+    stopper = k.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.fine_tune_patience, restore_best_weights=True
+    )
+    stop = StopFlag()
+    started = time.perf_counter()
+    try:
+        with stop.on_signals():
+            fit = model.fit(
+                train_x,
+                one_hot(train_y, n_classes),
+                validation_data=(val_x, one_hot(val_y, n_classes)),
+                epochs=config.fine_tune_epochs,
+                batch_size=config.batch_size,
+                shuffle=True,
+                class_weight=balanced_class_weight(train_y, n_classes),
+                callbacks=[stopper, stop_training_callback(stop)],
+                verbose=(2 if config.progress else 0),
+            )
+        stop.raise_if_set()
+        history = {key: [float(v) for v in values] for key, values in fit.history.items()}
+        head_best = min(head.history.get("val_loss", [np.inf]))
+        if min(history.get("val_loss", [np.inf])) >= head_best:
+            for variable, value in zip(model.trainable_variables, before, strict=True):
+                variable.assign(value)
+    finally:
+        # Frozen again: the saved model says frozen layer by layer, as a model without fine-tuning does.
+        tuning.set_trainable(False)
+    merged = {key: head.history.get(key, []) + history.get(key, []) for key in head.history}
+    logits_model = k.Model(activations, logits, name="top_and_head_logits")
+    return HeadFit(head.layers, model, logits_model, merged, head.seconds + time.perf_counter() - started)

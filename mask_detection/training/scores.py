@@ -91,10 +91,12 @@ def training_metadata(
     feature_source: dict,
     split_file: Path,
     sources: np.ndarray | None = None,
+    input_size: int = INPUT_SIZE,
 ) -> dict:
     """The model's metadata (the JSON beside it); ``timing_seconds`` is filled in by the caller.
 
-    ``sources``: each picture's source (arrays' ``sources``), counted per source and class when given."""
+    ``sources``: each picture's source (arrays' ``sources``), counted per source and class when given.
+    ``input_size``: the side of the arrays' pictures, which the model takes."""
     best = head.best_epoch
     return {
         "format": "mask_detection classifier",
@@ -102,7 +104,7 @@ def training_metadata(
         "class_names": class_names,
         "backbone": config.backbone,
         "weights": weights_id,
-        "input_size": INPUT_SIZE,
+        "input_size": input_size,
         "input": "RGB uint8, pad to square by edge replication then resize (mask_detection.images.to_model_input)",
         "head": {"hidden_units": config.hidden_units, "dropout": config.dropout},
         "optimizer": {"name": "RMSprop", "learning_rate": config.learning_rate},

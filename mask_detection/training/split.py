@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import INPUT_SIZE
+from .. import MIN_INPUT_SIZE
 from ..errors import DatasetError
 from ..fileio import display_path
 
@@ -64,16 +64,17 @@ def _split_strata(labels: np.ndarray, sources: np.ndarray | None, smallest_split
 
 
 def check_training_data(arrays: dict[str, np.ndarray], path: Path | str) -> None:
-    """What load_arrays accepts but training cannot use: no images, another image size, a class with too few
+    """What load_arrays accepts but training cannot use: no images, images too small, a class with too few
     images (all images one class would "test" at 100% accuracy)."""
     images, labels = arrays["images"], np.asarray(arrays["labels"], np.int64)
     shown = display_path(path)
     if len(images) == 0:
         raise DatasetError(f"{shown} holds no images (run loader.py on a dataset folder with images)")
-    if images.shape[1:3] != (INPUT_SIZE, INPUT_SIZE):
+    # Any square side works (the model takes its arrays' side), but the backbones shrink a picture 32 times.
+    if images.shape[1] < MIN_INPUT_SIZE:
         raise DatasetError(
-            f"{shown} holds {images.shape[1]}x{images.shape[2]} images, but the classifier takes "
-            f"{INPUT_SIZE}x{INPUT_SIZE} images: make the arrays file with loader.py"
+            f"{shown} holds {images.shape[1]}x{images.shape[2]} images, but the classifier takes at least "
+            f"{MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} images: make the arrays file with loader.py (--input-size)"
         )
     class_names = [str(c) for c in arrays["class_names"]]
     counts = np.bincount(labels, minlength=len(class_names))  # minlength: a class with no image counts as 0

@@ -14,7 +14,7 @@ import numpy as np
 
 from mask_detection.boxes import Box
 from mask_detection.classes import WITH_MASK, WITHOUT_MASK
-from mask_detection.detections import Face
+from mask_detection.detections import Face, Landmarks
 from mask_detection.people import PeoplePipeline, TrackingConfig
 from mask_detection.pipeline import MaskPipeline
 from mask_detection.results import FrameResult, PersonEvent
@@ -49,6 +49,7 @@ class PaletteClassifier:
     and a uniformly painted face keeps its exact colour through the resize. Counts the faces it classifies."""
 
     input_size = 32  # small: the answer is in one pixel
+    crop = "square"
     path = None
 
     def __init__(self, class_names: tuple[str, ...] = TWO_CLASSES) -> None:
@@ -86,6 +87,7 @@ class Shown:
     xywh: Box
     colour: Colour
     score: float = 0.9
+    landmarks: Landmarks | None = None  # what the detector reports with the face (None: none)
 
 
 def paint(faces: list[Shown], background: np.ndarray | None = None) -> np.ndarray:
@@ -122,12 +124,14 @@ class Stage:
         """The index the next frame gets."""
         return len(self.results)
 
-    def face(self, probabilities, xywh: Box = FACE_BOX, score: float = 0.9) -> Shown:
-        """A face the classifier answers with ``probabilities``."""
-        return Shown(xywh, self.classifier.colour_for(probabilities), score)
+    def face(
+        self, probabilities, xywh: Box = FACE_BOX, score: float = 0.9, landmarks: Landmarks | None = None
+    ) -> Shown:
+        """A face the classifier answers with ``probabilities`` (and the detector reports with ``landmarks``)."""
+        return Shown(xywh, self.classifier.colour_for(probabilities), score, landmarks)
 
     def show(self, *faces: Shown, background: np.ndarray | None = None) -> FrameResult:
-        self.detector.script.append([Face(face.xywh, face.score) for face in faces])
+        self.detector.script.append([Face(face.xywh, face.score, face.landmarks) for face in faces])
         before = self.classifier.faces
         index = self.frame_index
         result = self.people.process(paint(list(faces), background), index, index / FPS)

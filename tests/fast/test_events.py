@@ -46,7 +46,13 @@ def test_verdict_and_leave_records_have_the_issues_shapes():
     assert event_record(VERDICT, None, snapshots=True)["snapshot"] is None  # on, but this one could not be saved
     assert json.dumps(event_record(LEAVE, None)) == (
         '{"event": "leave", "track": 7, "frame": 210, "time": 8.4, "label": "without_mask", '
-        '"probability": 0.98, "first_frame": 120, "frames": 90}'
+        '"probability": 0.98, "first_frame": 120, "frames": 90, "judged": true}'
+    )
+    # Someone whose face was never big enough to judge: no label, no probability, and the leave event says so.
+    unjudged = PersonEvent("leave", 8, 210, 8.4, None, None, first_frame_index=150, frames=60)
+    assert json.dumps(event_record(unjudged, None)) == (
+        '{"event": "leave", "track": 8, "frame": 210, "time": 8.4, "label": null, '
+        '"probability": null, "first_frame": 150, "frames": 60, "judged": false}'
     )
     numpy_fields = PersonEvent(
         "verdict", np.int64(3), np.int64(5), np.float32(0.2), "with_mask", np.float32(0.5), xywh=tuple(np.arange(4))

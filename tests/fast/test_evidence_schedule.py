@@ -1,6 +1,6 @@
-"""When a tracked face is classified: when its track is new, every ``unsettled_every`` frames until the verdict is
-settled (and while the latest view disagrees with it), every ``reclassify_every`` frames after, and at once for a
-clearly better (larger) view."""
+"""When a tracked face is classified: when its track is new (and big enough to judge), every ``unsettled_every``
+frames until the verdict is settled, every ``reclassify_every`` frames after (also when the latest view disagreed),
+and at once for a clearly better (larger) view."""
 
 from mask_detection.classes import WITH_MASK
 
@@ -27,12 +27,22 @@ def test_a_clearly_better_view_is_classified_at_once(make_stage):
     assert stage.classified_at == [1, 3, 5, 8, 18]
 
 
-def test_a_doubted_verdict_is_checked_as_often_as_an_unsettled_one(make_stage):
-    """A settled person's scheduled view (frame 15) disagrees with the verdict: the next one comes after
-    unsettled_every frames (17), not reclassify_every; once a view agrees again, every 10 frames."""
+def test_a_settled_person_is_checked_at_the_settled_pace_also_after_a_contrary_view(make_stage):
+    """A settled person's scheduled view (frame 15) disagrees with the verdict: the next one still comes after
+    reclassify_every frames (25). The frames in between are near-copies of that view: classifying them would only
+    add the same contrary evidence again."""
     stage = make_stage()
     stage.show_for(15, stage.face(MASKED))
-    stage.show_for(2, stage.face(UNMASKED))  # frame 15: classified, doubted
-    stage.show_for(14, stage.face(MASKED))  # frame 17: agrees again
-    assert stage.classified_at == [1, 3, 5, 15, 17, 27]
+    stage.show_for(2, stage.face(UNMASKED))  # frame 15: classified, disagrees
+    stage.show_for(14, stage.face(MASKED))
+    assert stage.classified_at == [1, 3, 5, 15, 25]
     assert stage.results[-1].detections[0].class_name == WITH_MASK
+
+
+def test_a_face_too_small_to_judge_is_not_classified(make_stage):
+    """Under judge_size (short side) no view is classified, also not a clearly larger one still under it."""
+    stage = make_stage(judge_size=40)
+    stage.show_for(5, stage.face(MASKED, (300, 220, 36, 30)))
+    stage.show_for(5, stage.face(MASKED, (290, 215, 56, 36)))  # 1.9 times the area, still 36 px high
+    stage.show_for(3, stage.face(MASKED, (290, 210, 56, 44)))
+    assert stage.classified_at == [10, 12]

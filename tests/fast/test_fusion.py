@@ -1,7 +1,9 @@
 """Evidence fusion: a person's classifications combine into one set of class probabilities, the weighted geometric
-mean of the views, where a view weighs its face's detector score times its size (full from ``full_weight_side``)
-and earlier views fade by ``memory`` at each new one. The expected values are computed here by hand from that
-definition, and compared with what the real tracked pipeline reports for the face (``Detection.probabilities``).
+mean of the views, where a view weighs its face's detector score times its judgeability (here, painted flat faces
+without landmarks, only the size counts: full from ``full_weight_side``; the flat patch's sharpness is the same for
+every view and cancels out) and earlier views fade by ``memory`` at each new one. The expected values are computed
+here by hand from that definition, and compared with what the real tracked pipeline reports for the face
+(``Detection.probabilities``).
 """
 
 import numpy as np
@@ -20,12 +22,12 @@ EVERY_FRAME = dict(min_frames=1, unsettled_every=1, reclassify_every=1, settle_c
 
 def fused_by_hand(views, memory):
     """The fused probabilities of ``views`` [(probabilities, weight)], oldest first: view i of n counts
-    weight * memory ** (n - 1 - i); the weighted mean of the log-probabilities (each floored at 0.01), exponentiated
-    and normalised."""
+    weight * memory ** (n - 1 - i); the weighted mean of the log-probabilities (each clipped to [0.02, 0.98]),
+    exponentiated and normalised."""
     n = len(views)
     counts = np.array([weight * memory ** (n - 1 - i) for i, (_, weight) in enumerate(views)])
     # The classifier's answers are float32: the same numbers here.
-    logs = np.log(np.clip([np.asarray(p, np.float32).astype(np.float64) for p, _ in views], 0.01, 1.0))
+    logs = np.log(np.clip([np.asarray(p, np.float32).astype(np.float64) for p, _ in views], 0.02, 0.98))
     mean = counts @ logs / counts.sum()
     p = np.exp(mean - mean.max())
     return p / p.sum()
@@ -115,8 +117,8 @@ def test_recent_views_count_more(make_stage):
 
 
 def test_one_view_that_says_zero_does_not_veto_all_others(make_stage):
-    """A view with p = 0 for a class (a quantised model) is floored at 0.01, so later views can still outweigh it:
-    two sure without_mask views after one certain with_mask view."""
+    """A view with p = 0 for a class (a quantised model) is clipped to 0.02 (and its 1 to 0.98), so later views can
+    still outweigh it: two sure without_mask views after one certain with_mask view."""
     stage = make_stage(memory=1.0, **EVERY_FRAME)
     views = [(1.0, 0.0), (0.01, 0.99), (0.01, 0.99)]
     stage.show(stage.face(views[0]))

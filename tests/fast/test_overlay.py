@@ -200,3 +200,25 @@ def test_drawing_a_crowd_of_70_faces_keeps_the_faces_visible():
         inside = (slice(y + 3, y + h - 3), slice(x + 3, x + w - 3))  # within the box lines
         unchanged = np.all(image[inside] == before[inside], axis=2).mean()
         assert unchanged > 0.95, f"the face at {d.xywh} is covered"
+
+
+def test_a_face_not_judged_is_grey_with_its_track_and_why_and_counted_apart():
+    """A tracked face too small to judge: a grey box and a grey "#7 too small" label, no class colour, no
+    probability; the people line counts the people not judged apart from those judged."""
+    import cv2
+
+    from mask_detection.detections import NOT_JUDGED
+    from mask_detection.results import PeopleCounts
+
+    grey = overlay.NOT_JUDGED_COLOUR
+    face = Detection((600, 300, 20, 20), 0.9, None, NOT_JUDGED, float("nan"), (), 7, False, judged=False)
+    image = np.zeros(FRAME, np.uint8)
+    overlay.annotate_people(image, [face], PeopleCounts(PEOPLE, 3), False, CLASSES)
+    assert not exact(image, GREEN).any() and not exact(image, RED).any()
+    assert exact(image[300:320, 600:620], grey).any()  # the box
+    scale = overlay.label_scale(20, FRAME)
+    (text_w, _), _ = cv2.getTextSize("#7 too small", overlay.FONT, scale, max(1, round(scale * 1.6)))
+    label = np.argwhere(exact(image, grey) & (np.arange(HEIGHT) < 300)[:, None])  # the label above the face
+    assert label[:, 1].max() - label[:, 1].min() + 1 >= text_w  # as wide as its text
+    assert overlay.people_line(PEOPLE, CLASSES, 3) == "People 73 | Mask 50 | No mask 20 | Too small 3"
+    assert overlay.people_line(PEOPLE, CLASSES) == "People 70 | Mask 50 | No mask 20"  # without the count: as before

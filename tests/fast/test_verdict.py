@@ -1,35 +1,34 @@
-"""A person's verdict: settled after ``settle_classifications`` classifications, then changed only when another
-class reaches ``change_probability`` on ``change_classifications`` classifications in a row (hysteresis); the
-events that tell of it; and the label every tracked face carries, which is its person's verdict.
+"""A person's verdict: the label a tracked face carries is the decision rule's choice on its person's fused
+probabilities, printed with that class's fused probability; the inertia is in the evidence (a settled person's
+view takes at most ``max_share`` of it, unless clearly better than every earlier one). Settled after
+``settle_classifications`` classifications; the events that tell of it; faces too small to judge.
 
-Most tests classify every frame and use memory 0, so the fused probabilities are exactly the latest view's and each
-frame's colour decides that classification: the counts of views below are exact.
+Most tests here classify every frame. With memory 0 the fused probabilities are exactly the latest view's, so each
+frame's colour decides the label: the counts of views below are exact.
 """
+
+import math
 
 import numpy as np
 import pytest
 
 from mask_detection.classes import INCORRECT_MASK, WITH_MASK, WITHOUT_MASK
+from mask_detection.detections import NOT_JUDGED
+
+from .stand_ins import FACE_BOX
 
 MASKED = (0.95, 0.05)
 UNMASKED = (0.05, 0.95)
-WEAKLY_UNMASKED = (0.3, 0.7)  # another class leads, but below change_probability
+SMALL_BOX = (296, 216, 48, 48)  # FACE_BOX's centre, half its side: half as judgeable
 # The verdict's rules alone: a person from the first frame, every frame classified, the latest view is the evidence.
-LATEST_VIEW = dict(
-    min_frames=1,
-    unsettled_every=1,
-    reclassify_every=1,
-    memory=0.0,
-    settle_classifications=3,
-    change_probability=0.8,
-    change_classifications=4,
-)
+LATEST_VIEW = dict(min_frames=1, unsettled_every=1, reclassify_every=1, memory=0.0, settle_classifications=3)
+EVERY_FRAME = dict(min_frames=1, unsettled_every=1, reclassify_every=1)  # default fusion and cap
 
 
-def settled_on(stage, probabilities, frames=5):
+def settled_on(stage, probabilities, frames=5, xywh=FACE_BOX):
     """Show a face answering ``probabilities`` until its verdict is settled (frame 0 confirms the track, frames 1
     to settle_classifications classify it), and a little longer; returns the face."""
-    face = stage.face(probabilities)
+    face = stage.face(probabilities, xywh)
     stage.show_for(frames, face)
     assert [e.kind for e in stage.events] == ["verdict"], "precondition: the verdict is settled"
     return face
@@ -38,6 +37,11 @@ def settled_on(stage, probabilities, frames=5):
 def labels(results):
     """(class name, settled) of the one face of each frame."""
     return [(r.detections[0].class_name, r.detections[0].settled) for r in results]
+
+
+def printed(results):
+    """(label, probability printed beside it) of every tracked face of ``results``."""
+    return [(d.class_name, d.probability) for r in results for d in r.detections]
 
 
 @pytest.mark.parametrize("settle", [2, 3, 5])
@@ -61,104 +65,56 @@ def test_a_person_is_settled_only_once_seen_min_frames(make_stage):
     assert verdict.frame_index == 6  # seen at frames 1..6
 
 
-@pytest.mark.parametrize("run", [1, 2, 3])
-def test_contrary_views_fewer_than_change_classifications_in_a_row_do_not_flip_the_verdict(make_stage, run):
-    """``run`` frames of strong contrary evidence (the fused probability of without_mask 0.95, above
-    change_probability) between with_mask frames: the label stays with_mask throughout."""
-    stage = make_stage(**LATEST_VIEW)
-    masked = settled_on(stage, MASKED)
-    contrary = stage.show_for(run, stage.face(UNMASKED))
-    after = stage.show_for(5, masked)
-    assert all(r.detections[0].probabilities[1] == pytest.approx(0.95) for r in contrary), "precondition"
-    assert labels(contrary + after) == [(WITH_MASK, True)] * (run + 5)
-    assert [e.kind for e in stage.events] == ["verdict"]
-
-
-def test_the_verdict_changes_on_the_change_classifications_th_contrary_view_in_a_row(make_stage):
-    stage = make_stage(**LATEST_VIEW)
-    settled_on(stage, MASKED)
-    start = stage.frame_index
-    contrary = stage.show_for(6, stage.face(UNMASKED))
-    assert labels(contrary) == [(WITH_MASK, True)] * 3 + [(WITHOUT_MASK, True)] * 3
-    change = stage.events[-1]
-    assert (change.kind, change.class_name, change.frame_index) == ("verdict", WITHOUT_MASK, start + 3)
-    assert change.probability == pytest.approx(0.95)
-    assert len(stage.events) == 2
-
-
-def test_a_changed_verdict_holds_against_the_old_class_as_firmly(make_stage):
-    """The hysteresis works both ways: back to with_mask takes change_classifications views in a row again."""
-    stage = make_stage(**LATEST_VIEW)
-    settled_on(stage, MASKED)
-    stage.show_for(4, stage.face(UNMASKED))
-    back = stage.show_for(5, stage.face(MASKED))
-    assert [name for name, _ in labels(back)] == [WITHOUT_MASK] * 3 + [WITH_MASK] * 2
-    assert [e.class_name for e in stage.events] == [WITH_MASK, WITHOUT_MASK, WITH_MASK]
-
-
-@pytest.mark.parametrize(
-    "breaker", [MASKED, WEAKLY_UNMASKED], ids=["a-view-agreeing-with-the-verdict", "a-weak-contrary-view"]
-)
-def test_a_broken_run_of_contrary_views_starts_counting_again(make_stage, breaker):
-    """Three strong contrary views, one view that is not strong contrary evidence, three more: no change (the run
-    was broken); the fourth of the new run changes the verdict."""
-    stage = make_stage(**LATEST_VIEW)
-    settled_on(stage, MASKED)
-    unmasked = stage.face(UNMASKED)
-    held = stage.show_for(3, unmasked) + [stage.show(stage.face(breaker))] + stage.show_for(3, unmasked)
-    assert labels(held) == [(WITH_MASK, True)] * 7
-    stage.show(unmasked)
+def test_the_printed_probability_is_always_the_labels_and_never_under_half(make_stage):
+    """The case of the issue: one bare-faced person whose first views say "Mask" at 61% (settled so), then every
+    view says 7.5%. The old hysteresis held "Mask" while its fused probability fell toward 7.5%; now the label
+    follows the evidence: every printed probability is the label's own fused probability, at least 50%, and the
+    verdict changes (one event) as soon as the evidence favours no mask."""
+    stage = make_stage()  # the default schedule, fusion and cap
+    stage.show_for(20, stage.face((0.61, 0.39)))
+    assert [e.class_name for e in stage.events] == [WITH_MASK], "precondition: settled as with_mask"
+    results = stage.show_for(60, stage.face((0.075, 0.925)))
+    shown = printed(stage.results)
+    assert all(p >= 0.5 for _, p in shown), min(p for _, p in shown)
+    for r in stage.results[1:]:
+        (d,) = r.detections
+        assert d.probability == d.probabilities[d.class_index]
+    assert results[-1].detections[0].class_name == WITHOUT_MASK
     assert [e.class_name for e in stage.events] == [WITH_MASK, WITHOUT_MASK]
+    change = stage.events[-1]
+    first_without = next(r.frame_index for r in results if r.detections[0].class_name == WITHOUT_MASK)
+    assert change.frame_index == first_without  # the event comes with the first frame of the new label
 
 
-def test_a_different_challenger_starts_its_own_count(make_stage):
-    """Three classes: three strong views of without_mask, then four of mask_weared_incorrect: the count starts
-    again at the new challenger, so the verdict changes at its fourth view, to that class."""
-    stage = make_stage(class_names=(WITH_MASK, WITHOUT_MASK, INCORRECT_MASK), **LATEST_VIEW)
-    settled_on(stage, (0.9, 0.05, 0.05))
-    stage.show_for(3, stage.face((0.05, 0.9, 0.05)))
-    start = stage.frame_index
-    stage.show_for(4, stage.face((0.05, 0.05, 0.9)))
-    assert [(e.class_name, e.frame_index) for e in stage.events[1:]] == [(INCORRECT_MASK, start + 3)]
+def test_a_clearly_better_view_overturns_an_early_verdict_from_poor_views_at_once(make_stage):
+    """Settled on views from afar (48 px: half as judgeable) that say with_mask at 80%; then the face comes close
+    (96 px, twice as judgeable: over clearly_better) and one view says without_mask: that one classification
+    overturns the verdict, not capped at max_share like an ordinary view."""
+    stage = make_stage()
+    settled_on(stage, (0.8, 0.2), frames=10, xywh=SMALL_BOX)
+    close = stage.show(stage.face(UNMASKED))
+    assert stage.classified_at[-1] == close.frame_index  # a clearly better view is classified at once
+    assert labels([close]) == [(WITHOUT_MASK, True)]
+    assert [(e.class_name, e.frame_index) for e in stage.events[1:]] == [(WITHOUT_MASK, close.frame_index)]
 
 
-def test_evidence_exactly_at_change_probability_is_strong_enough(make_stage):
-    """The rule: another class must *reach* change_probability. The fused probability of a (0.2, 0.8) view is
-    measured first; with change_probability set to exactly that value four such views change the verdict, with it
-    set to the next float above, they do not."""
-    probe = make_stage(**LATEST_VIEW)
-    probe.show_for(2, probe.face((0.2, 0.8)))
-    reached = probe.results[-1].detections[0].probabilities[1]
-    assert reached == pytest.approx(0.8)
-    for change_probability, changes in ((reached, True), (float(np.nextafter(reached, 1.0)), False)):
-        stage = make_stage(**{**LATEST_VIEW, "change_probability": change_probability})
-        settled_on(stage, MASKED)
-        stage.show_for(4, stage.face((0.2, 0.8)))
-        assert (stage.events[-1].class_name == WITHOUT_MASK) is changes, change_probability
-
-
-def test_the_label_before_settling_is_the_best_estimate_so_far(make_stage):
-    stage = make_stage(**{**LATEST_VIEW, "settle_classifications": 4})
-    stage.show(stage.face(MASKED))
-    shown = [stage.show(stage.face(p)) for p in (MASKED, UNMASKED, UNMASKED)]
-    assert labels(shown) == [(WITH_MASK, False), (WITHOUT_MASK, False), (WITHOUT_MASK, False)]
-
-
-def test_the_label_of_a_tracked_face_is_the_verdict_not_the_latest_view(make_stage):
-    """A settled with_mask person whose latest view says without_mask: the face is labelled with_mask, with the
-    verdict's fused probability, while its probabilities show the contrary evidence."""
-    stage = make_stage(**LATEST_VIEW)
-    settled_on(stage, MASKED)
-    detection = stage.show(stage.face(UNMASKED)).detections[0]
-    assert (detection.class_name, detection.class_index, detection.settled) == (WITH_MASK, 0, True)
-    assert detection.probability == pytest.approx(0.05)
-    assert detection.probabilities == pytest.approx((0.05, 0.95))
+def test_a_single_odd_view_of_ordinary_quality_does_not_flip_a_settled_verdict(make_stage):
+    """Settled on views that say with_mask at 80%; one view just as good says without_mask as surely as a model
+    can (p = 1, clipped): capped at max_share of the evidence it cannot flip the verdict; uncapped it would (its
+    natural share right after settling is about 0.31, and log(49) * 0.31 outweighs log(4) * 0.69)."""
+    stage = make_stage(**EVERY_FRAME)
+    masked = settled_on(stage, (0.8, 0.2), frames=4)  # settled at frame 3, by 3 views
+    odd = stage.show(stage.face((0.0, 1.0)))
+    after = stage.show_for(5, masked)
+    assert labels([odd, *after]) == [(WITH_MASK, True)] * 6
+    assert [e.kind for e in stage.events] == ["verdict"]
+    assert odd.detections[0].probability < 0.8  # the odd view did count, only not enough to flip
 
 
 def test_with_default_settings_odd_frames_never_flip_and_a_real_change_flips_once(make_stage):
-    """Default fusion and hysteresis (every frame classified): 40 frames masked, then 40 unmasked, with single
-    frames of the other answer mixed into both halves. The verdict is with_mask, changes once to without_mask some
-    frames after the switch, and the label never flickers."""
+    """Default fusion (every frame classified): 40 frames masked, then 40 unmasked, with single frames of the other
+    answer mixed into both halves. The label is with_mask, changes once to without_mask a few frames after the
+    switch, and never flickers."""
     stage = make_stage(unsettled_every=1, reclassify_every=1)
     odd = {10, 17, 24, 31, 50, 57, 64, 71}
     masked, unmasked = stage.face(MASKED), stage.face(UNMASKED)
@@ -169,8 +125,92 @@ def test_with_default_settings_odd_frames_never_flip_and_a_real_change_flips_onc
     assert sum(a != b for a, b in zip(names, names[1:], strict=False)) == 1
     verdicts = [e for e in stage.events if e.kind == "verdict"]
     assert [e.class_name for e in verdicts] == [WITH_MASK, WITHOUT_MASK]
-    # Not before change_classifications unmasked views in a row; not much later (the odd frame 50 breaks a run).
-    assert 40 + stage.people.config.change_classifications - 1 <= verdicts[1].frame_index <= 58
+    # Each unmasked view takes max_share (0.15) of the evidence: from a steady with_mask verdict the fused log-odds
+    # would cross zero at the fifth (0.85 ** 5 < 0.5); the odd views at 24 and 31 still count, so at the fourth.
+    assert verdicts[1].frame_index == 43
+
+
+def test_the_label_before_settling_is_the_best_estimate_so_far(make_stage):
+    stage = make_stage(**{**LATEST_VIEW, "settle_classifications": 4})
+    stage.show(stage.face(MASKED))
+    shown = [stage.show(stage.face(p)) for p in (MASKED, UNMASKED, UNMASKED)]
+    assert labels(shown) == [(WITH_MASK, False), (WITHOUT_MASK, False), (WITHOUT_MASK, False)]
+
+
+def test_a_three_class_label_is_the_rules_choice_with_its_own_probability(make_stage):
+    """Three classes: the label is the most probable fused class, printed with its own fused probability."""
+    stage = make_stage(class_names=(WITH_MASK, WITHOUT_MASK, INCORRECT_MASK), **LATEST_VIEW)
+    settled_on(stage, (0.9, 0.05, 0.05))
+    detection = stage.show(stage.face((0.05, 0.15, 0.8))).detections[0]
+    assert (detection.class_name, detection.class_index) == (INCORRECT_MASK, 2)
+    assert detection.probability == pytest.approx(0.8)
+    assert [e.class_name for e in stage.events] == [WITH_MASK, INCORRECT_MASK]
+
+
+def test_the_mask_threshold_decides_the_label_of_a_tracked_face(make_stage):
+    """--mask-threshold 0.7: fused p(with_mask) 0.65 is labelled without_mask, with without_mask's probability."""
+    stage = make_stage(mask_threshold=0.7, **LATEST_VIEW)
+    stage.show_for(4, stage.face((0.65, 0.35)))
+    detection = stage.results[-1].detections[0]
+    assert detection.class_name == WITHOUT_MASK and detection.probability == pytest.approx(0.35)
+
+
+# ---------------------------------------------------------------------------------------------- too small to judge
+
+
+def test_a_face_too_small_to_judge_is_followed_and_counted_but_never_judged(make_stage):
+    """A 20 px face (under judge_size 24) that the classifier would call unmasked: tracked, never classified, shown
+    as not judged (no label, no probability), no verdict event, no alert; counted as a person not judged, and its
+    leave event says so."""
+    stage = make_stage()
+    small = stage.face(UNMASKED, (310, 230, 20, 20))
+    results = stage.show_for(20, small)
+    in_view = results[-1].people
+    assert (in_view.total, in_view.judged, in_view.unjudged) == (1, 0, 1)  # counted while in view, too
+    stage.finish()
+    assert stage.classified_at == []
+    faces = [d for r in results for d in r.detections]
+    assert len(faces) == 19 and all(not d.judged and d.class_name == NOT_JUDGED for d in faces)
+    assert all(d.class_index is None and math.isnan(d.probability) and d.probabilities == () for d in faces)
+    assert faces[0].to_json() == {
+        "box": [310, 230, 20, 20],
+        "score": 0.9,
+        "label": None,
+        "probability": None,
+        "track": 1,
+        "settled": False,
+        "judged": False,
+    }
+    assert not any(r.alert for r in results)
+    (leave,) = stage.events
+    assert (leave.kind, leave.class_name, leave.probability, leave.judged) == ("leave", None, None, False)
+    people = stage.people.people
+    assert (people.total, people.judged, people.unjudged) == (1, 0, 1)
+    assert people.by_class == {WITH_MASK: 0, WITHOUT_MASK: 0}
+
+
+def test_a_face_is_judged_once_it_grows_past_the_judging_size(make_stage):
+    """The same person, 20 px for 10 frames, then 30 px: classified from its first view at 30 px, settled after
+    settle_classifications views (then the alert is on), one verdict event; counted as judged."""
+    stage = make_stage(settle_classifications=3)
+    stage.show_for(10, stage.face(UNMASKED, (310, 230, 20, 20)))
+    grown = stage.show_for(10, stage.face(UNMASKED, (305, 225, 30, 30)))
+    assert stage.classified_at[0] == 10
+    assert [d.judged for r in grown for d in r.detections] == [True] * 10
+    assert {d.track_id for r in stage.results for d in r.detections} == {1}  # one person throughout
+    (verdict,) = stage.events
+    assert (verdict.class_name, verdict.frame_index) == (WITHOUT_MASK, 14)  # views at 10, 12, 14
+    assert [r.alert for r in grown] == [False] * 4 + [True] * 6
+    people = stage.people.people
+    assert (people.judged, people.unjudged, people.by_class[WITHOUT_MASK]) == (1, 0, 1)
+
+
+def test_the_judging_size_is_a_setting(make_stage):
+    """judge_size 16: the same 20 px face is judged."""
+    stage = make_stage(judge_size=16)
+    stage.show_for(10, stage.face(UNMASKED, (310, 230, 20, 20)))
+    assert stage.results[-1].detections[0].class_name == WITHOUT_MASK
+    assert stage.people.people.unjudged == 0
 
 
 # ---------------------------------------------------------------------------------------------------------- events
@@ -184,11 +224,11 @@ def test_events_a_verdict_when_settled_one_per_change_and_a_leave_at_the_end(mak
     summary = [(e.kind, e.track_id, e.frame_index, e.class_name) for e in stage.events]
     assert summary == [
         ("verdict", 1, 3, WITH_MASK),
-        ("verdict", 1, 9, WITHOUT_MASK),
+        ("verdict", 1, 6, WITHOUT_MASK),
         ("leave", 1, 11, WITHOUT_MASK),
     ]
     leave = stage.events[-1]
-    assert (leave.first_frame_index, leave.frames) == (1, 11)  # tracked from its second frame
+    assert (leave.first_frame_index, leave.frames, leave.judged) == (1, 11, True)  # tracked from its second frame
     assert leave.probability == pytest.approx(0.95)
     verdict = stage.events[0]
     assert verdict.xywh == (272, 192, 96, 96) and verdict.snapshot is not None
@@ -237,3 +277,11 @@ def test_the_alert_is_on_while_a_settled_unmasked_person_is_in_view(make_stage):
     assert [r.alert for r in together] == [False] * 3 + [True] * 3  # settled at frame 3
     assert alone[-1].alert is False and alone[0].alert is True  # on until the track ends
     assert stage.people.people.by_class == {WITH_MASK: 1, WITHOUT_MASK: 1}
+
+
+def test_fused_probabilities_of_every_tracked_face_sum_to_one(make_stage):
+    stage = make_stage(**EVERY_FRAME)
+    for p in (MASKED, UNMASKED, (0.5, 0.5), MASKED):
+        stage.show(stage.face(p))
+    for r in stage.results[1:]:
+        assert np.sum(r.detections[0].probabilities) == pytest.approx(1.0)

@@ -65,6 +65,39 @@ def stop_training_callback(stop: StopFlag) -> Any:
     return _StopTrainingWhen()
 
 
+def _fit(
+    model: Any,
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    n_classes: int,
+    epochs: int,
+    patience: int,
+    config: TrainConfig,
+) -> dict[str, list[float]]:
+    """Fit a compiled model with early stopping on the validation loss (the best epoch's weights restored) and
+    balanced class weights; returns its history."""
+    k = keras()
+    (train_x, train_y), (val_x, val_y) = train, validation
+    stopper = k.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+    stop = StopFlag()
+    # Ctrl-C/SIGTERM end training between steps: an interrupt raised inside TensorFlow's step can corrupt its
+    # heap (seen: "free(): invalid next size" and an abort instead of exit 130).
+    with stop.on_signals():
+        fit = model.fit(
+            train_x,
+            one_hot(train_y, n_classes),
+            validation_data=(val_x, one_hot(val_y, n_classes)),
+            epochs=epochs,
+            batch_size=config.batch_size,
+            shuffle=True,
+            class_weight=balanced_class_weight(train_y, n_classes),
+            callbacks=[stopper, stop_training_callback(stop)],
+            verbose=(2 if config.progress else 0),
+        )
+    stop.raise_if_set()
+    return {key: [float(v) for v in values] for key, values in fit.history.items()}
+
+
 def fit_head(
     base: np.ndarray,
     aug: np.ndarray,
@@ -85,25 +118,8 @@ def fit_head(
     head = k.Model(head_input, head_layers[-1](logits), name="head")
     # Many small batches per compiled call: the same updates in the same order, about 1.8x faster epochs.
     compile_model(head, config.learning_rate, steps_per_execution=HEAD_STEPS_PER_EXECUTION)
-    stopper = k.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
-    stop = StopFlag()
     started = time.perf_counter()
-    # Ctrl-C/SIGTERM end training between steps: an interrupt raised inside TensorFlow's step can corrupt its
-    # heap (seen: "free(): invalid next size" and an abort instead of exit 130).
-    with stop.on_signals():
-        fit = head.fit(
-            train_x,
-            one_hot(train_y, n_classes),
-            validation_data=(val_x, one_hot(val_y, n_classes)),
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            shuffle=True,
-            class_weight=balanced_class_weight(train_y, n_classes),
-            callbacks=[stopper, stop_training_callback(stop)],
-            verbose=(2 if config.progress else 0),
-        )
-    stop.raise_if_set()
-    history = {key: [float(v) for v in values] for key, values in fit.history.items()}
+    history = _fit(head, (train_x, train_y), (val_x, val_y), n_classes, config.epochs, config.patience, config)
     logits_model = k.Model(head_input, logits, name="head_logits")
     return HeadFit(head_layers, head, logits_model, history, time.perf_counter() - started)
 
@@ -137,26 +153,10 @@ def fine_tune(
     tuning.set_trainable(True)
     before = [v.numpy() for v in model.trainable_variables]
     compile_model(model, config.fine_tune_learning_rate)
-    stopper = k.callbacks.EarlyStopping(
-        monitor="val_loss", patience=config.fine_tune_patience, restore_best_weights=True
-    )
-    stop = StopFlag()
     started = time.perf_counter()
     try:
-        with stop.on_signals():
-            fit = model.fit(
-                train_x,
-                one_hot(train_y, n_classes),
-                validation_data=(val_x, one_hot(val_y, n_classes)),
-                epochs=config.fine_tune_epochs,
-                batch_size=config.batch_size,
-                shuffle=True,
-                class_weight=balanced_class_weight(train_y, n_classes),
-                callbacks=[stopper, stop_training_callback(stop)],
-                verbose=(2 if config.progress else 0),
-            )
-        stop.raise_if_set()
-        history = {key: [float(v) for v in values] for key, values in fit.history.items()}
+        epochs, patience = config.fine_tune_epochs, config.fine_tune_patience
+        history = _fit(model, (train_x, train_y), (val_x, val_y), n_classes, epochs, patience, config)
         head_best = min(head.history.get("val_loss", [np.inf]))
         if min(history.get("val_loss", [np.inf])) >= head_best:
             for variable, value in zip(model.trainable_variables, before, strict=True):

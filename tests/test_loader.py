@@ -339,7 +339,8 @@ def test_painted_masks_add_a_masked_copy_of_every_bare_face(tmp_path, capfd):
 
     args = ("--dataset", root, "--out", out, "--quiet", "--painted-masks", "--crop", "aligned")
     assert run_command(loader, *args) == 0
-    assert "painted masks: 1 bare face(s) copied" in capfd.readouterr().out  # not the noise, kept whole
+    printed = capfd.readouterr().out
+    assert "painted masks: 1 bare face(s) copied with a mask (1 bare picture(s) kept whole" in printed  # the noise
     arrays = load_arrays(out)
     painted = arrays["sources"] == PAINTED_SOURCE
     assert painted.sum() == 1 and arrays["labels"][painted].tolist() == [0]  # labelled with_mask

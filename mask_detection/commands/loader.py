@@ -183,10 +183,12 @@ def _read_folders(args: argparse.Namespace, reports: list[str], skipped: list[st
     if not args.painted_masks:
         return [arrays]
     names = list(arrays["class_names"])
-    painted = painted_source(arrays, summary.kept_whole, names.index(WITH_MASK), names.index(WITHOUT_MASK))
+    bare = names.index(WITHOUT_MASK)
+    painted = painted_source(arrays, summary.kept_whole, names.index(WITH_MASK), bare)
+    whole = sum(str(digest) in summary.kept_whole for digest in arrays["hashes"][arrays["labels"] == bare])
     reports.append(
-        f"painted masks: {len(painted['labels'])} bare face(s) copied with a mask ({len(summary.kept_whole)} "
-        "picture(s) kept whole without a face left out)"
+        f"painted masks: {len(painted['labels'])} bare face(s) copied with a mask ({whole} bare picture(s) "
+        "kept whole, no face found, left out)"
     )
     return [arrays, painted]
 

@@ -15,6 +15,7 @@ An uncompressed ``.npz`` holding:
   it hold square crops
 """
 
+import hashlib
 import zipfile
 from pathlib import Path
 
@@ -96,6 +97,12 @@ def _invalid_reason(arrays: dict[str, np.ndarray]) -> str | None:
     if "crop" in arrays and (arrays["crop"].shape != () or str(arrays["crop"]) not in CROP_STYLES):
         return f"crop must be one of {', '.join(CROP_STYLES)}, got {arrays['crop']!r}"
     return None
+
+
+def pixel_hash(image: np.ndarray) -> str:
+    """sha256 hex of a picture's pixels: the ``hashes`` entry of a picture that is not a file of its own (a scene
+    crop, a painted copy), and how pictures from several sources are told apart."""
+    return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
 
 
 def crop_style(arrays: dict[str, np.ndarray]) -> str:

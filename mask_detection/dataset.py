@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import INPUT_SIZE
+from .arrays import pixel_hash
 from .boxes import clip_box
 from .crop import SQUARE, face_input, largest_face, style_landmarks
 from .errors import DatasetError, ImageDecodeError, OutputError, exception_line
@@ -441,7 +442,7 @@ def combine_sources(parts: Sequence[dict[str, np.ndarray]]) -> tuple[dict[str, n
     candidates: list[tuple[int, int, str]] = []  # (part, row, pixel sha256) of each first copy
     for p, part in enumerate(parts):
         for row, label in enumerate(part["labels"].tolist()):
-            digest = hashlib.sha256(part["images"][row].tobytes()).hexdigest()
+            digest = pixel_hash(part["images"][row])
             seen = first.get(digest)
             if seen is None:
                 first[digest] = (p, row, label)

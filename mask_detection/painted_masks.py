@@ -11,6 +11,7 @@ keep it from looking like flat paint. Every draw comes from the random generator
 import cv2
 import numpy as np
 
+from .arrays import pixel_hash
 from .crop import ALIGN_TEMPLATE
 
 KINDS = ("surgical", "cloth", "n95")
@@ -134,8 +135,6 @@ def painted_source(
     in ``skip``, e.g. pictures kept whole because no face was found) once more with a painted mask, labelled
     ``with_mask``. The kind and every random draw come from the picture's hash, so a run gives the same pictures.
     Paths are the original's with ``#painted-<kind>``; hashes are the new pixels' sha256."""
-    import hashlib
-
     rows = [i for i in np.nonzero(arrays["labels"] == without_mask)[0] if str(arrays["hashes"][i]) not in skip]
     images = np.empty((len(rows), *arrays["images"].shape[1:]), np.uint8)
     paths, hashes = [], []
@@ -145,7 +144,7 @@ def painted_source(
         kind = KINDS[int(rng.integers(len(KINDS)))]
         images[out_row] = paint_mask(arrays["images"][row], rng, kind)
         paths.append(f"{arrays['paths'][row]}#painted-{kind}")
-        hashes.append(hashlib.sha256(images[out_row].tobytes()).hexdigest())
+        hashes.append(pixel_hash(images[out_row]))
     count = len(rows)
     return {
         "images": images,

@@ -9,7 +9,6 @@ VOC files are read and boxes matched with the building blocks the evaluation use
 ``matching``), not with the evaluation itself: preparing training data depends on no evaluation code.
 """
 
-import hashlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from tqdm import tqdm
 from . import INPUT_SIZE
 from .annotations.scene_set import load_scene_set
 from .annotations.voc import Annotation
+from .arrays import pixel_hash
 from .boxes import XYWH, Box, clip_box, clip_gt_box
 from .classes import REGISTRY, WITH_MASK, WITHOUT_MASK
 from .crop import MIN_FACE_SIZE, SQUARE, face_input, style_landmarks
@@ -120,7 +120,7 @@ def build_scene_arrays(
             _count_left_out_classes(annotation, summary, warn)
             faces = _photo_crops(annotation, image_path, detector, summary, size, crop, warn)
             for index, class_index, face in faces:
-                digest = hashlib.sha256(face.tobytes()).hexdigest()
+                digest = pixel_hash(face)
                 if digest in crops:
                     summary.classes[class_index].duplicates += 1
                     continue

@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test test-fast lint demo install clean
+.PHONY: test test-fast lint demo install clean system-deps
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 10), "Python 3.10+ needed (3.11 tested)"'
@@ -23,7 +23,11 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
-test: lint
+# The service's tests run a real broker (Mosquitto) and a real browser (headless Chromium): Debian packages.
+system-deps:
+	sh scripts/system-deps.sh
+
+test: lint system-deps
 	$(PY) -m pytest -q tests
 
 # The edit-test loop: unit tests with stand-in models, in seconds (`make test` runs them too, with the rest).

@@ -73,19 +73,24 @@ def decode_image(source: ImageSource, max_side: int | None = None) -> np.ndarray
     return _decode(source, draft_side=max_side)[0]
 
 
-def decode_photo(source: ImageSource, limit_side: int = MAX_PHOTO_SIDE) -> tuple[np.ndarray, tuple[int, int]]:
+def decode_photo(
+    source: ImageSource, limit_side: int = MAX_PHOTO_SIDE, max_pixels: int | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
     """(RGB uint8 array, (height, width) of the full picture): a photo bounded to ``limit_side`` on its longer side.
+
+    ``max_pixels``: a picture whose header announces more pixels is refused before any of it is decoded (an
+    upload that would take gigabytes: a decompression bomb).
 
     A 12000 x 12000 photo would take gigabytes to decode and far more to run detection on; above
     ``limit_side`` the picture is decoded at reduced JPEG scale where possible, then shrunk (aspect kept).
     Callers scale what they find by ``full size / returned size`` to report it in the original's pixels.
     """
-    rgb, full_size = _decode(source, draft_side=limit_side, limit_side=limit_side)
+    rgb, full_size = _decode(source, draft_side=limit_side, limit_side=limit_side, max_pixels=max_pixels)
     return rgb, full_size
 
 
 def _decode(
-    source: ImageSource, draft_side: int | None = None, limit_side: int | None = None
+    source: ImageSource, draft_side: int | None = None, limit_side: int | None = None, max_pixels: int | None = None
 ) -> tuple[np.ndarray, tuple[int, int]]:
     opener: Callable[[], BinaryIO]
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -112,6 +117,10 @@ def _decode(
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img: Image.Image = Image.open(stream)
             stored_width, stored_height = img.size
+            if max_pixels is not None and stored_width * stored_height > max_pixels:
+                raise _decode_error(
+                    path_text, f"too many pixels ({stored_width} x {stored_height}; at most {max_pixels:,} allowed)"
+                )
             if draft_side and img.format == "JPEG" and (limit_side is None or max(img.size) > limit_side):
                 img.draft("RGB", (int(draft_side), int(draft_side)))
             img.load()

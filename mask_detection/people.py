@@ -260,7 +260,7 @@ class PeoplePipeline:
         # Settled verdicts only (the label of a settled person is its verdict): no alert from a first guess, nor
         # from someone never judged.
         alert = any(t.verdict is not None and t.verdict == self._without_mask for t in self._tracks.values())
-        return FrameResult(frame_index, time, detections, bgr, events, alert, self.people)
+        return FrameResult(frame_index, time, detections, bgr, events, alert, self.people, faces)
 
     def finish(self, frame_index: int, time: float) -> list[PersonEvent]:
         """End every open track (the end of the run, Ctrl-C, SIGTERM): a leave event for every open person, after

@@ -165,6 +165,12 @@ class PhotoResult:
     full_shape: tuple[int, int]  # (height, width) of the photo as stored
     reported: list[Detection]  # in the full photo's pixels: what to report
 
+    def to_json(self, name: str) -> dict:
+        """The photo's JSON form (``detect_image.py --json``, the service's ``POST /api/classify``): a public
+        format."""
+        height, width = self.full_shape
+        return {"image": name, "width": width, "height": height, "faces": [d.to_json() for d in self.reported]}
+
 
 def detect_photo(pipeline: MaskPipeline, rgb: np.ndarray, full_shape: Sequence[int]) -> PhotoResult:
     """Run the pipeline on a decoded photo (``images.decode_photo``'s RGB array and full size)."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .detections import Box, Detection
+from .detections import Box, Detection, Face
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,8 @@ class FrameResult:
     events: list[PersonEvent] = field(default_factory=list)  # tracked: what happened to people at this frame
     alert: bool = False  # tracked: a person with a settled without_mask verdict is in view (never from the unjudged)
     people: PeopleCounts | None = None  # tracked: the people counted so far; None per frame
+    # Tracked: every face the detector found in this frame, also those not (yet) a person's (what privacy blurs).
+    faces: list[Face] = field(default_factory=list)
 
 
 class Timings(dict[str, float]):

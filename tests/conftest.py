@@ -82,6 +82,7 @@ SCRIPT_COMMANDS = {
     "loader.py": "loader",
     "evaluate.py": "evaluate",
     "export_model.py": "export",
+    "serve.py": "serve",
 }
 
 _HOOK_HELPERS = r'''

@@ -60,7 +60,17 @@ def test_pip_install_gives_console_scripts_that_find_the_shipped_models(tmp_path
     (record,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert record["faces"][0]["label"] == "without_mask"  # the shipped classifier, on YuNet's face
     assert (elsewhere / "astronaut.jpg").is_file()
-    for command in ("mask-loader", "mask-train", "mask-detect-webcam", "mask-export", "mask-evaluate"):
+    # The service's page is package data too: served from the installed copy.
+    page = subprocess.run(
+        [sys.executable, "-c", "from mask_detection.service.app import _static; print(len(_static('index.html')))"],
+        capture_output=True,
+        text=True,
+        cwd=elsewhere,
+        env=env,
+        check=True,
+    ).stdout
+    assert int(page) > 1000
+    for command in ("mask-loader", "mask-train", "mask-detect-webcam", "mask-export", "mask-evaluate", "mask-serve"):
         shown = subprocess.run(
             [sys.executable, str(target / "bin" / command), "--help"],
             capture_output=True,

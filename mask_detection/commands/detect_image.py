@@ -192,11 +192,6 @@ def describe(name: str, detections: list[Detection]) -> list[str]:
     return lines
 
 
-def json_record(name: str, result: PhotoResult) -> dict:
-    height, width = result.full_shape
-    return {"image": name, "width": width, "height": height, "faces": [d.to_json() for d in result.reported]}
-
-
 # ---------------------------------------------------------------------------------------------------- run
 
 
@@ -261,7 +256,7 @@ class PhotoRun:
 
     def report(self, item: ImageInput, result: PhotoResult) -> None:
         if self.args.json:
-            cli.say(json.dumps(json_record(item.name, result)))
+            cli.say(json.dumps(result.to_json(item.name)))
         else:
             for line in describe(item.name, result.reported):
                 cli.say(line)

@@ -50,6 +50,18 @@ def camera_index(text: str) -> int:
     return value
 
 
+def add_judge_size_option(parser: argparse.ArgumentParser, lead: str = "") -> None:
+    """--judge-size, read by ``tracking_config``."""
+    parser.add_argument(
+        "--judge-size",
+        type=cli.positive_int,
+        metavar="PX",
+        help=f"{lead}judge a person only from views of the face at least PX pixels on its short side; "
+        "smaller faces are followed and counted but not classified (default: "
+        f"{TrackingConfig().judge_size}, below which the classifier's accuracy falls on the dev video)",
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     config = TrackingConfig()
     parser = cli.ArgumentParser(
@@ -141,14 +153,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="classify every face of every frame on its own, as before tracking: no tracks, verdicts, people "
         "counts or events",
     )
-    parser.add_argument(
-        "--judge-size",
-        type=cli.positive_int,
-        metavar="PX",
-        help="tracked mode: judge a person only from views of the face at least PX pixels on its short side; "
-        "smaller faces are followed and counted but not classified (default: "
-        f"{config.judge_size}, below which the classifier's accuracy falls on the dev video)",
-    )
+    add_judge_size_option(parser, "tracked mode: ")
     cli.add_pipeline_options(parser, photos=False)
     args = parser.parse_args(argv)
     if args.events == "-" and args.json:

@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 from ..errors import Interrupted, MaskDetectionError
-from ..people import TrackingConfig
 from . import common as cli
-from .detect_webcam import camera_index
+from .detect_webcam import add_judge_size_option, camera_index, tracking_config
 
 DEFAULT_PORT = 8080
 DEFAULT_DASHBOARD_PORT = 8090
@@ -130,7 +129,6 @@ def _add_server_options(parser: argparse.ArgumentParser, port: int, store: str) 
 
 
 def parse_camera_args(argv: list[str]) -> argparse.Namespace:
-    config = TrackingConfig()
     parser = cli.ArgumentParser(
         prog="serve.py",
         description=(
@@ -204,12 +202,7 @@ def parse_camera_args(argv: list[str]) -> argparse.Namespace:
         metavar="S",
         help="no frame for this long: offline (default: %(default)s)",
     )
-    parser.add_argument(
-        "--judge-size",
-        type=cli.positive_int,
-        metavar="PX",
-        help=f"judge a person only from faces at least PX pixels (default: {config.judge_size})",
-    )
+    add_judge_size_option(parser)
     cli.add_pipeline_options(parser, photos=False)
     _add_server_options(parser, DEFAULT_PORT, "mask-serve-data")
     args = parser.parse_args(argv)
@@ -308,7 +301,6 @@ def main(argv: list[str] | None = None) -> int:
         open_source(video=args.video).close()  # a mistyped file is an error now; a camera or stream is retried
     sock = listen(config.host, config.port)  # the port is ours before the slow model load
     try:
-        tracking = TrackingConfig() if args.judge_size is None else TrackingConfig(judge_size=args.judge_size)
         camera = CameraConfig(
             name=args.name,
             camera=args.camera,
@@ -318,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             stall_seconds=args.stall_seconds,
             offline_seconds=args.offline_seconds,
             privacy=args.privacy,
-            tracking=tracking,
+            tracking=tracking_config(args),
             max_frames=args.max_frames,
         )
         options = dict(face_confidence=args.face_confidence, mask_threshold=args.mask_threshold, threads=args.threads)

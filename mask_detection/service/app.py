@@ -271,11 +271,21 @@ def create_app(hub: Hub, store: EventStore, settings: AppSettings, classify: Cla
                 for event in reversed(missed):
                     yield ServerSentEvent(data=event_json(event), event="event", id=str(event["seq"]))
             states: Any = None
+            summary: Any = None
+            checked = -STATE_SECONDS
             while True:
-                current = [camera_json(hub, view.name) for view in hub.cameras()]
-                if current != states:
-                    states = current
-                    yield ServerSentEvent(data={"cameras": current}, event="state")
+                # States at most once a STATE_SECONDS, but at once when what the page shows big changes (an alert,
+                # a camera's health, who is in view): a busy fleet's events must not each bring every state along.
+                now = hub.clock()
+                glance = [
+                    (v.name, v.state.get("status"), v.state.get("alert"), v.state.get("in_view")) for v in hub.cameras()
+                ]
+                if glance != summary or now - checked >= STATE_SECONDS:
+                    summary, checked = glance, now
+                    current = [camera_json(hub, view.name) for view in hub.cameras()]
+                    if current != states:
+                        states = current
+                        yield ServerSentEvent(data={"cameras": current}, event="state")
                 try:
                     item = await asyncio.wait_for(queue.get(), STATE_SECONDS)
                 except TimeoutError:

@@ -39,6 +39,9 @@ from .store import EventStore
 
 # Frames are encoded for latest.jpg and the dashboard at least this often when nobody watches the live stream.
 IDLE_ENCODE_SECONDS = 0.5
+# The live video is encoded at most this often: smooth to the eye, and a camera processed faster (a video file
+# with --fast) spends its spare time on people, not on pictures nobody can tell apart.
+MAX_STREAM_FPS = 30.0
 JPEG_QUALITY = 80
 PRIVACY_BLUR_KERNEL = 51  # pixels at 640 px wide: faces become unrecognisable, people still visible
 
@@ -363,7 +366,7 @@ class CameraWorker:
         """Hand the frame to the encoder when anyone will see it: every frame while someone watches the live video,
         else a few a second (latest.jpg, the dashboard's frames)."""
         now = self.clock()
-        watched = self.hub.camera(self.name).feed.viewers > 0
+        watched = self.hub.camera(self.name).feed.viewers > 0 and now - self._last_encode >= 1.0 / MAX_STREAM_FPS
         for_sinks = bool(self.on_frame) and now - self._last_sink >= self.frame_sink_seconds
         if not (watched or for_sinks or now - self._last_encode >= IDLE_ENCODE_SECONDS):
             return

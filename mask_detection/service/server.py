@@ -120,6 +120,38 @@ def _pruning(store: EventStore, keep_days: float, warn: Callable[[str], None]) -
         thread.join(5)
 
 
+@contextlib.contextmanager
+def _serving(
+    config: ServiceConfig, warn: Callable[[str], None], sock: socket.socket | None
+) -> Iterator[tuple[contextlib.ExitStack, socket.socket, EventStore, Hub]]:
+    """What every server has: the bound socket, the store (pruned hourly) and the hub; closed in reverse order."""
+    check_bind(config.host, config.app.token)
+    sock = sock if sock is not None else listen(config.host, config.port)
+    with contextlib.ExitStack() as stack:
+        stack.callback(sock.close)
+        store = EventStore(config.store)
+        stack.callback(store.close)
+        stack.enter_context(_pruning(store, config.keep_days, warn))
+        yield stack, sock, store, Hub()
+
+
+def _camera_publisher(
+    stack: contextlib.ExitStack, config: ServiceConfig, camera: str, class_names: list[str], hub: Hub, warn: Any
+) -> Any:
+    """The camera's MQTT publisher, started, with its outbox beside the store; closed (outbox sent for up to ten
+    seconds, the rest kept) on the way out."""
+    from .mqtt import CameraPublisher
+    from .outbox import OUTBOX_FILE, Outbox
+
+    outbox = Outbox(Path(config.store) / OUTBOX_FILE)
+    stack.callback(outbox.close)
+    publisher = CameraPublisher(config.mqtt, camera, outbox, class_names, warn, on_error=lambda: hub.error(camera))
+    publisher.start()
+    stack.callback(publisher.close, 10.0)
+    hub.broker = publisher
+    return publisher
+
+
 def serve_camera(
     config: ServiceConfig,
     camera: CameraConfig,
@@ -130,56 +162,24 @@ def serve_camera(
     sock: socket.socket | None = None,
 ) -> None:
     """Serve one camera until a signal; ``on_ready(address)`` once the page can be opened."""
-    check_bind(config.host, config.app.token)
-    sock = sock if sock is not None else listen(config.host, config.port)
-    with contextlib.ExitStack() as stack:
-        stack.callback(sock.close)
-        store = EventStore(config.store)
-        stack.callback(store.close)
-        stack.enter_context(_pruning(store, config.keep_days, warn))
-        hub = Hub()
-        on_event: list = []
-        on_state: list = []
-        on_frame: list = []
-        on_alert: list = []
+    with _serving(config, warn, sock) as (stack, sock, store, hub):
+        worker = CameraWorker(camera, pipeline, hub, store, AlertGate(config.alert_cooldown), warn)
         if config.mqtt is not None:
-            from .mqtt import CameraPublisher
-            from .outbox import OUTBOX_FILE, Outbox
-
-            outbox = Outbox(Path(config.store) / OUTBOX_FILE)
-            publisher = CameraPublisher(
-                config.mqtt, camera.name, outbox, pipeline.class_names, warn, on_error=lambda: hub.error(camera.name)
-            )
-            stack.callback(outbox.close)
-            publisher.start()
-            stack.callback(publisher.close, 10.0)
-            hub.broker = publisher
-            on_event.append(publisher.event)
-            on_frame.append(publisher.frame)
+            publisher = _camera_publisher(stack, config, camera.name, pipeline.class_names, hub, warn)
+            worker.on_event.append(publisher.event)
+            worker.on_frame.append(publisher.frame)
 
             def publish_state(state: dict) -> None:
                 publisher.state(state)
                 publisher.set_available(state["status"] != "offline")
 
-            on_state.append(publish_state)
+            worker.on_state.append(publish_state)
         if config.webhook is not None:
             from .webhook import WebhookSender
 
             webhook = WebhookSender(config.webhook, warn)
             stack.callback(webhook.close, 10.0)
-            on_alert.append(webhook.send)
-        worker = CameraWorker(
-            camera,
-            pipeline,
-            hub,
-            store,
-            AlertGate(config.alert_cooldown),
-            warn,
-            on_event=on_event,
-            on_alert=on_alert,
-            on_state=on_state,
-            on_frame=on_frame,
-        )
+            worker.on_alert.append(webhook.send)
         app = create_app(hub, store, config.app, photo_checker(load_photo_pipeline))
         worker.start()
         try:
@@ -202,14 +202,7 @@ def serve_dashboard(
 
     if config.mqtt is None:
         raise MaskDetectionError("the dashboard needs a broker")
-    check_bind(config.host, config.app.token)
-    sock = sock if sock is not None else listen(config.host, config.port)
-    with contextlib.ExitStack() as stack:
-        stack.callback(sock.close)
-        store = EventStore(config.store)
-        stack.callback(store.close)
-        stack.enter_context(_pruning(store, config.keep_days, warn))
-        hub = Hub()
+    with _serving(config, warn, sock) as (stack, sock, store, hub):
         subscriber = DashboardSubscriber(config.mqtt, hub, store, warn)
         subscriber.start()
         stack.callback(subscriber.stop)

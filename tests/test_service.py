@@ -363,7 +363,7 @@ class GatedMjpeg(http.server.BaseHTTPRequestHandler):
 def test_a_stalled_stream_is_reported_stalled_then_offline_and_reconnected(tmp_path):
     GatedMjpeg.flowing.set()
     with loopback_http_server(GatedMjpeg) as camera_url:
-        url = camera_url + "/camera.mjpg"
+        url = camera_url.replace("http://", "http://operator:s3cret-word@") + "/camera.mjpg"
         with serving(
             "--video", url, "--stall-seconds", "1", "--offline-seconds", "3", "--name", "gate", store=tmp_path / "s"
         ) as served:
@@ -380,9 +380,12 @@ def test_a_stalled_stream_is_reported_stalled_then_offline_and_reconnected(tmp_p
             assert served.json("/api/health")["status"] == "degraded"
             GatedMjpeg.flowing.set()
             served.wait_for("live again", lambda: status()["status"] == "live")
-            assert "password" not in json.dumps(served.json("/api/cameras"))
-            code, _, err = served.stop(signal.SIGINT)
+            cameras = served.json("/api/cameras")
+            assert cameras["cameras"][0]["source"].startswith("http://operator:***@127.0.0.1:")
+            shown = json.dumps(cameras) + served.get("/metrics")[2].decode() + served.get("/api/health")[2].decode()
+            code, out, err = served.stop(signal.SIGINT)
         assert code == 0, err
+        assert "s3cret-word" not in shown + out + err  # the stream's password is never shown
 
 
 def test_privacy_mode_stores_no_snapshot_and_blurs_faces(tmp_path):

@@ -50,6 +50,13 @@ def camera_index(text: str) -> int:
     return value
 
 
+def add_source_options(parser: argparse.ArgumentParser) -> None:
+    """--camera or --video, for ``video_io.open_source``."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--camera", type=camera_index, metavar="INDEX", help="camera index, 0 to 99 (default: 0)")
+    source.add_argument("--video", metavar="PATH_OR_URL", help="video file or stream URL (rtsp://, http://, ...)")
+
+
 def add_judge_size_option(parser: argparse.ArgumentParser, lead: str = "") -> None:
     """--judge-size, read by ``tracking_config``."""
     parser.add_argument(
@@ -119,9 +126,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "stopped by SIGTERM / SIGHUP."
         ),
     )
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--camera", type=camera_index, metavar="INDEX", help="camera index, 0 to 99 (default: 0)")
-    source.add_argument("--video", metavar="PATH_OR_URL", help="video file or stream URL (rtsp://, http://, ...)")
+    add_source_options(parser)
     parser.add_argument(
         "--output",
         type=cli.non_empty_path,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import Interrupted, MaskDetectionError
 from . import common as cli
-from .detect_webcam import add_judge_size_option, camera_index, tracking_config
+from .detect_webcam import add_judge_size_option, add_source_options, tracking_config
 
 DEFAULT_PORT = 8080
 DEFAULT_DASHBOARD_PORT = 8090
@@ -152,9 +152,7 @@ def parse_camera_args(argv: list[str]) -> argparse.Namespace:
             "143 / 129 stopped by SIGTERM / SIGHUP."
         ),
     )
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--camera", type=camera_index, metavar="INDEX", help="camera index, 0 to 99 (default: 0)")
-    source.add_argument("--video", metavar="PATH_OR_URL", help="video file or stream URL (rtsp://, http://, ...)")
+    add_source_options(parser)
     parser.add_argument(
         "--name",
         type=_camera_name,

@@ -31,52 +31,25 @@ def test_pip_install_gives_console_scripts_that_find_the_shipped_models(tmp_path
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(target)}
-    where = subprocess.run(
-        [sys.executable, "-c", "import mask_detection, sys; print(mask_detection.__file__)"],
-        capture_output=True,
-        text=True,
-        cwd=elsewhere,
-        env=env,
-        check=True,
-    ).stdout
+
+    def installed(*argv):
+        """Python on ``argv`` with the installed copy on the path, from a folder that is not the checkout."""
+        return subprocess.run(
+            [sys.executable, *map(str, argv)], capture_output=True, text=True, cwd=elsewhere, env=env, timeout=300
+        )
+
+    where = installed("-c", "import mask_detection, sys; print(mask_detection.__file__)").stdout
     assert where.startswith(str(target))  # the installed copy, not the source tree
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(target / "bin" / "mask-detect-image"),
-            "--demo",
-            "--json",
-            "--no-display",
-            "--output",
-            "astronaut.jpg",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=elsewhere,
-        env=env,
-        timeout=300,
+    result = installed(
+        target / "bin" / "mask-detect-image", "--demo", "--json", "--no-display", "--output", "astronaut.jpg"
     )
     assert result.returncode == 0, result.stderr
     (record,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert record["faces"][0]["label"] == "without_mask"  # the shipped classifier, on YuNet's face
     assert (elsewhere / "astronaut.jpg").is_file()
     # The service's page is package data too: served from the installed copy.
-    page = subprocess.run(
-        [sys.executable, "-c", "from mask_detection.service.app import _static; print(len(_static('index.html')))"],
-        capture_output=True,
-        text=True,
-        cwd=elsewhere,
-        env=env,
-        check=True,
-    ).stdout
+    page = installed("-c", "from mask_detection.service.app import _static; print(len(_static('index.html')))").stdout
     assert int(page) > 1000
     for command in ("mask-loader", "mask-train", "mask-detect-webcam", "mask-export", "mask-evaluate", "mask-serve"):
-        shown = subprocess.run(
-            [sys.executable, str(target / "bin" / command), "--help"],
-            capture_output=True,
-            text=True,
-            cwd=elsewhere,
-            env=env,
-            timeout=120,
-        )
+        shown = installed(target / "bin" / command, "--help")
         assert shown.returncode == 0 and "usage:" in shown.stdout, shown.stderr

@@ -230,7 +230,8 @@ class CameraWorker:
         self._last_result: FrameResult | None = None
         self._last_encode = -1e9
         self._last_sink = -1e9
-        self._published_state: tuple | None = None
+        self._published_state: tuple | None = None  # what the publishers last heard, and when
+        self._published_at = -1e9
         self._store_failed = False
         self._lock = threading.Lock()
         self._encoder = LatestOnly(self._encode, f"encoder-{config.name}", warn)
@@ -440,5 +441,3 @@ class CameraWorker:
         if changed:
             for sink in self.on_state:
                 sink(state)
-
-    _published_at = -1e9
